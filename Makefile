@@ -1,0 +1,31 @@
+# make run: the demo on embedded defaults. make test: the whole suite. Both work on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check dags include plugins tests bench
+	$(BIN)/mypy include
+
+bench: $(STAMP)
+	$(BIN)/python bench/dag_parse.py
+
+run: $(STAMP)
+	$(BIN)/python -m sfsync.demo
+
+clean:
+	rm -rf $(VENV) .sfsync .airflow

@@ -1,0 +1,31 @@
+"""Settings shared by every sfsync DAG: connection ids, the pool, schedule and DAG defaults."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+
+SALESFORCE_CONN_ID = "salesforce_default"
+WAREHOUSE_CONN_ID = "marketing_warehouse"
+#: Caps concurrent Salesforce calls across all object DAGs; size it to the org's concurrency budget.
+SALESFORCE_POOL = "salesforce_api"
+
+#: Every 5 minutes; with max_active_runs=1 a run never overlaps the previous one.
+SYNC_SCHEDULE = "*/5 * * * *"
+APPROVED_TAGS = frozenset({"sfsync", "bidirectional", "inbound", "full-load"})
+
+DAG_DEFAULTS = {
+    "start_date": pendulum.datetime(2025, 1, 1, tz="UTC"),
+    "catchup": False,
+    "max_active_runs": 1,
+    "max_consecutive_failed_dag_runs": 12,
+    "dagrun_timeout": timedelta(minutes=60),
+    "default_args": {
+        "owner": "sfsync",
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=5),
+    },
+}

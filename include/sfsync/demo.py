@@ -1,0 +1,113 @@
+"""``make run``: the demo on embedded defaults.
+
+Starts the embedded warehouse and the local org (reusing their data from earlier runs), loads
+``airflow_settings.yaml`` into a project-local Airflow home (``.airflow``), and runs ``airflow standalone``
+with the project's DAGs. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sfsync.embedded import DEFAULT_PORT as WAREHOUSE_PORT
+from sfsync.embedded import PROJECT_ROOT, EmbeddedWarehouse
+
+AIRFLOW_HOME = PROJECT_ROOT / ".airflow"
+ORG_DIR = PROJECT_ROOT / ".sfsync" / "localorg"
+ORG_PORT = 8443
+UI = "http://localhost:8080"
+
+
+def airflow_environment() -> dict[str, str]:
+    """The environment every Airflow process of the demo runs with."""
+    from localorg.connection import ensure_certificates
+
+    ca_file, _ = ensure_certificates(ORG_DIR)
+    return os.environ | {
+        # standalone starts its components as `airflow ...` commands: they must come from this environment.
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # A demo should sync from the first minute, not wait for someone to unpause twelve DAGs.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # The Salesforce client verifies TLS against this bundle: the local org's own CA.
+        "REQUESTS_CA_BUNDLE": str(ca_file),
+    }
+
+
+def _airflow(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "airflow", *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def _print_login(standalone: subprocess.Popen[bytes]) -> None:
+    """Once the UI answers, print where it is and how to log in (standalone generates the password)."""
+    while standalone.poll() is None:
+        try:
+            urllib.request.urlopen(f"{UI}/api/v2/version", timeout=2).close()
+            break
+        except OSError:
+            time.sleep(1)
+    passwords = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
+    for user, password in json.loads(passwords.read_text() if passwords.exists() else "{}").items():
+        print(f"\nAirflow UI: {UI}   login: {user}   password: {password}\n", flush=True)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Interrupt the process group of ``process``, then kill what is left of it after a grace period."""
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(20)
+        time.sleep(2)  # the group's other members finish their own shutdown
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def main() -> int:
+    warehouse = EmbeddedWarehouse(port=int(os.environ.get("SFSYNC_WAREHOUSE_PORT", WAREHOUSE_PORT))).start()
+    print(f"warehouse: {warehouse.url()}", flush=True)
+    env = airflow_environment()
+    # Each service gets its own process group: Ctrl-C reaches only this launcher, which then stops every
+    # group whole (airflow standalone leaves its scheduler's workers behind when signalled alone).
+    org = subprocess.Popen(
+        [sys.executable, "-m", "localorg", "serve", "--port", str(ORG_PORT), "--data", str(ORG_DIR)],
+        env=env,
+        start_new_session=True,
+    )
+    standalone = None
+    try:
+        AIRFLOW_HOME.mkdir(exist_ok=True)
+        _airflow(env, "db", "migrate")
+        subprocess.run(
+            [sys.executable, "-m", "sfsync.airflow_settings", str(PROJECT_ROOT / "airflow_settings.yaml")],
+            env=env,
+            check=True,
+        )
+        standalone = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "standalone"], env=env, start_new_session=True
+        )
+        _print_login(standalone)
+        return standalone.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in (standalone, org):
+            if process is not None:
+                _stop_group(process)
+        warehouse.stop()
+        print("demo stopped; its data stays in .sfsync and .airflow for the next run", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

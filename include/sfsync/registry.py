@@ -1,0 +1,168 @@
+"""The object registry: which Salesforce objects are synced, and how.
+
+``objects.yaml`` beside this module is the default; ``SFSYNC_REGISTRY`` names another file. Every entry is
+validated when the DAGs are parsed, and a bad entry stops parsing with a message that names the file, the
+entry and the problem, so a typo never becomes a silently skipped object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_REGISTRY = Path(__file__).with_name("objects.yaml")
+
+#: Objects whose warehouse edits are written back to Salesforce (Marketo's bidirectional set).
+BIDIRECTIONAL_OBJECTS = frozenset({"Lead", "Contact", "Campaign", "CampaignMember"})
+
+#: Standard objects the sync knows; anything else must be a custom object (``__c``).
+STANDARD_OBJECTS = BIDIRECTIONAL_OBJECTS | frozenset(
+    {
+        "Account", "AccountContactRelation", "Asset", "CampaignMemberStatus", "Case", "CaseComment",
+        "Contract", "Event", "EventRelation", "Lead", "LeadHistory", "Opportunity", "OpportunityContactRole",
+        "OpportunityHistory", "OpportunityLineItem", "Order", "OrderItem", "Pricebook2", "PricebookEntry",
+        "Product2", "Quote", "QuoteLineItem", "RecordType", "Task", "TaskRelation", "User", "UserRole",
+    }
+)
+
+CUSTOM_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*__c$")
+API_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+FieldName = Annotated[str, Field(pattern=API_NAME)]
+
+
+class RegistryError(ValueError):
+    """The registry file is missing, unreadable or has an invalid entry."""
+
+
+class SyncObject(BaseModel):
+    """One synced Salesforce object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sobject: str = Field(pattern=API_NAME)
+    direction: Literal["bidirectional", "inbound"]
+    enabled: bool = True
+    cursor_field: Literal["SystemModstamp", "LastModifiedDate"] = "SystemModstamp"
+    fields: Literal["all"] | tuple[FieldName, ...] = "all"
+    exclude: tuple[FieldName, ...] = ()
+    bulk_threshold: int = Field(default=2000, ge=1)
+
+    @field_validator("sobject")
+    @classmethod
+    def _known_object(cls, sobject: str) -> str:
+        if sobject not in STANDARD_OBJECTS and not CUSTOM_OBJECT.match(sobject):
+            raise ValueError(
+                f"unknown Salesforce object {sobject!r}: not a standard object the sync supports, "
+                "and custom objects end in '__c' (API names are case-sensitive)"
+            )
+        return sobject
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SyncObject:
+        if self.direction == "bidirectional" and self.sobject not in BIDIRECTIONAL_OBJECTS:
+            raise ValueError(
+                f"direction 'bidirectional' is only allowed for {', '.join(sorted(BIDIRECTIONAL_OBJECTS))}; "
+                f"{self.sobject} syncs 'inbound' (Salesforce to warehouse)"
+            )
+        if self.fields != "all":
+            if "Id" not in self.fields or self.cursor_field not in self.fields:
+                raise ValueError(f"a field list must include Id and the cursor field {self.cursor_field}")
+            if clash := set(self.fields) & set(self.exclude):
+                raise ValueError(f"fields both listed and excluded: {', '.join(sorted(clash))}")
+        if protected := {"Id", "IsDeleted", self.cursor_field} & set(self.exclude):
+            raise ValueError(f"cannot exclude {', '.join(sorted(protected))}: the sync needs them")
+        return self
+
+    @property
+    def table(self) -> str:
+        """The warehouse table (and DAG id suffix): the lower-cased API name."""
+        return self.sobject.lower()
+
+    @property
+    def dag_id(self) -> str:
+        return f"sf_sync__{self.table}"
+
+
+class Registry(BaseModel):
+    """Every synced object, in file order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    objects: tuple[SyncObject, ...]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Registry:
+        first: dict[str, int] = {}
+        for number, entry in enumerate(self.objects, start=1):
+            if entry.table in first:
+                raise ValueError(f"{entry.sobject} is listed twice (entries {first[entry.table]} and {number})")
+            first[entry.table] = number
+        return self
+
+    def enabled(self) -> Iterator[SyncObject]:
+        """The enabled entries, sorted by table name so DAGs are always built in the same order."""
+        return iter(sorted((e for e in self.objects if e.enabled), key=lambda e: e.table))
+
+    def get(self, sobject: str) -> SyncObject:
+        for entry in self.objects:
+            if entry.sobject.lower() == sobject.lower():
+                return entry
+        raise KeyError(f"{sobject} is not in the registry")
+
+
+def load_registry(path: Path | str | None = None) -> Registry:
+    """Read and validate a registry file (default: ``SFSYNC_REGISTRY`` or ``objects.yaml``)."""
+    path = Path(path or os.environ.get("SFSYNC_REGISTRY") or DEFAULT_REGISTRY)
+    return _load(path.resolve())
+
+
+@cache
+def _load(path: Path) -> Registry:
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise RegistryError(f"{path}: cannot read the registry: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise RegistryError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    try:
+        return Registry.model_validate(document)
+    except ValidationError as error:
+        raise RegistryError(_describe(path, document, error)) from None
+
+
+def _describe(path: Path, document: object, error: ValidationError) -> str:
+    """Turn pydantic's errors into one line per problem, naming the entry by its position and sobject."""
+    entries = document.get("objects") if isinstance(document, dict) else None
+    lines: dict[tuple[str, str], str] = {}
+    for problem in error.errors():
+        location, where = list(problem["loc"]), "registry"
+        if location[:1] == ["objects"] and len(location) > 1 and isinstance(location[1], int):
+            index = location[1]
+            raw = entries[index] if isinstance(entries, list) and index < len(entries) else None
+            name = raw.get("sobject") if isinstance(raw, dict) else None
+            where = f"entry {index + 1}" + (f" ({name})" if name else "")
+            location = location[2:]
+        # Union members (fields: 'all' | list) add their type names to the location: keep real keys and items.
+        keys = [str(part) for part in location if isinstance(part, int) or re.fullmatch(r"\w+", str(part))]
+        if problem["type"] == "extra_forbidden":
+            message = f"unknown key {keys[-1]!r}"
+        elif problem["type"] == "missing":
+            message = f"missing key {keys[-1]!r}"
+        elif problem["type"] == "literal_error" and keys == ["fields"] and len(location) > 1:
+            continue  # the list branch of the union explains the problem better
+        else:
+            detail = problem["msg"].removeprefix("Value error, ")
+            if keys and keys[-1].isdigit():
+                keys[-1] = f"item {int(keys[-1]) + 1} {problem['input']!r}"
+            message = f"{' '.join(keys)}: {detail}" if keys else detail
+        lines.setdefault((where, message), f"{path}: {where}: {message}")
+    return "\n".join(lines.values())

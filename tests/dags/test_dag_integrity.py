@@ -1,0 +1,71 @@
+"""The DagBag parses cleanly and holds exactly the DAGs the registry asks for, with the shared defaults."""
+
+from pathlib import Path
+
+import pytest
+from airflow.models import DagBag
+
+from sfsync.defaults import APPROVED_TAGS
+from sfsync.registry import load_registry
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+EXPECTED_SYNC_DAGS = sorted(e.dag_id for e in load_registry().enabled())
+
+
+@pytest.fixture(scope="module")
+def dagbag() -> DagBag:
+    return DagBag(dag_folder=str(DAGS))
+
+
+def test_no_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+
+
+def test_exactly_one_dag_per_registry_entry_plus_full_load(dagbag):
+    assert sorted(dagbag.dag_ids) == sorted([*EXPECTED_SYNC_DAGS, "sf_full_load"])
+    assert "sf_sync__lead" in EXPECTED_SYNC_DAGS and "sf_sync__campaignmember" in EXPECTED_SYNC_DAGS
+
+
+@pytest.mark.parametrize("dag_id", EXPECTED_SYNC_DAGS)
+def test_sync_dag_schedule_and_defaults(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("*/5 * * * *", "UTC")
+    assert dag.max_active_runs == 1
+    assert dag.catchup is False
+    assert dag.doc_md
+
+
+@pytest.mark.parametrize("dag_id", [*EXPECTED_SYNC_DAGS, "sf_full_load"])
+def test_retries_tags_and_start_date(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    assert dag.default_args["retries"] >= 2
+    assert set(dag.tags) <= APPROVED_TAGS and "sfsync" in dag.tags
+    assert dag.start_date.tzinfo is not None and dag.start_date.utcoffset().total_seconds() == 0
+
+
+def test_full_load_is_manual_only(dagbag):
+    dag = dagbag.dags["sf_full_load"]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+    assert dag.max_active_runs == 1 and dag.catchup is False
+
+
+def test_direction_tag_follows_the_registry(dagbag):
+    for entry in load_registry().enabled():
+        assert entry.direction in dagbag.dags[entry.dag_id].tags
+
+
+@pytest.mark.parametrize("dag_id", [*EXPECTED_SYNC_DAGS, "sf_full_load"])
+def test_structure(dagbag, dag_id):
+    """Only tasks that really exist: until the sync lands, each DAG prepares the warehouse and nothing else."""
+    dag = dagbag.dags[dag_id]
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {"prepare_warehouse": set()}
+
+
+def test_bad_registry_fails_parsing_with_a_clear_error(monkeypatch):
+    fixture = Path(__file__).parents[1] / "fixtures" / "registry_invalid" / "unknown_object.yaml"
+    monkeypatch.setenv("SFSYNC_REGISTRY", str(fixture))
+    bag = DagBag(dag_folder=str(DAGS))
+    assert set(bag.import_errors) == {str(DAGS / "sf_sync.py"), str(DAGS / "sf_full_load.py")}
+    for error in bag.import_errors.values():
+        assert "unknown_object.yaml: entry 1 (Leed): sobject: unknown Salesforce object 'Leed'" in error
