@@ -59,7 +59,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as single:
             Path(single, path.name).write_text(path.read_text())
             per_file[path.name] = measure(Path(single), args.repeat)[0]
-    print(f"dags/ parse (median of {args.repeat}, fresh interpreter each): {ours * 1000:.1f} ms for {dags} DAGs")
+    print(
+        f"dags/ parse (median of {args.repeat}, fresh interpreter each): {ours * 1000:.1f} ms for {dags} DAGs"
+    )
     print(f"baseline, one empty DAG file:                   {baseline * 1000:.1f} ms")
     print(f"ratio to baseline:                              {ours / baseline:.1f}x")
     for name, seconds in per_file.items():

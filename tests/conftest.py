@@ -43,6 +43,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    return _free_port()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URL of a Postgres server whose user may create databases."""
@@ -71,7 +77,9 @@ def warehouse_url(postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     p = conninfo_to_dict(postgres_server)
-    auth = quote(str(p["user"]), safe="") + (":" + quote(str(p["password"]), safe="") if p.get("password") else "")
+    auth = quote(str(p["user"]), safe="") + (
+        ":" + quote(str(p["password"]), safe="") if p.get("password") else ""
+    )
     monkeypatch.setenv(
         "AIRFLOW_CONN_MARKETING_WAREHOUSE", f"postgres://{auth}@{p['host']}:{p.get('port', 5432)}/{name}"
     )

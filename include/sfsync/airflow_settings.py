@@ -61,7 +61,10 @@ def read_settings(path: Path) -> AirflowSection:
 
 def load_settings(path: Path) -> AirflowSection:
     """Write the file's connections, pools and variables into the configured metadata database."""
-    from airflow.models import Connection, Pool, Variable
+    # The metadata database's ORM models (airflow.sdk's Connection and Variable are task-side views).
+    from airflow.models.connection import Connection
+    from airflow.models.pool import Pool
+    from airflow.models.variable import Variable
     from airflow.utils.session import create_session
 
     settings = read_settings(path)
@@ -90,9 +93,10 @@ def load_settings(path: Path) -> AirflowSection:
 def main(argv: list[str] | None = None) -> int:
     (path,) = argv if argv is not None else sys.argv[1:]
     settings = load_settings(Path(path))
+    names = ", ".join(c.conn_id for c in settings.connections)
     print(
-        f"loaded {len(settings.connections)} connections ({', '.join(c.conn_id for c in settings.connections)}),"
-        f" {len(settings.pools)} pools, {len(settings.variables)} variables from {path}"
+        f"loaded {len(settings.connections)} connections ({names}), {len(settings.pools)} pools,"
+        f" {len(settings.variables)} variables from {path}"
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pendulum
 
@@ -15,7 +16,7 @@ SALESFORCE_POOL = "salesforce_api"
 SYNC_SCHEDULE = "*/5 * * * *"
 APPROVED_TAGS = frozenset({"sfsync", "bidirectional", "inbound", "full-load"})
 
-DAG_DEFAULTS = {
+DAG_DEFAULTS: dict[str, Any] = {
     "start_date": pendulum.datetime(2025, 1, 1, tz="UTC"),
     "catchup": False,
     "max_active_runs": 1,

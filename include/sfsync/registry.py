@@ -24,12 +24,12 @@ BIDIRECTIONAL_OBJECTS = frozenset({"Lead", "Contact", "Campaign", "CampaignMembe
 
 #: Standard objects the sync knows; anything else must be a custom object (``__c``).
 STANDARD_OBJECTS = BIDIRECTIONAL_OBJECTS | frozenset(
-    {
-        "Account", "AccountContactRelation", "Asset", "CampaignMemberStatus", "Case", "CaseComment",
-        "Contract", "Event", "EventRelation", "Lead", "LeadHistory", "Opportunity", "OpportunityContactRole",
-        "OpportunityHistory", "OpportunityLineItem", "Order", "OrderItem", "Pricebook2", "PricebookEntry",
-        "Product2", "Quote", "QuoteLineItem", "RecordType", "Task", "TaskRelation", "User", "UserRole",
-    }
+    """
+    Account AccountContactRelation Asset CampaignMemberStatus Case CaseComment Contract Event
+    EventRelation Lead LeadHistory Opportunity OpportunityContactRole OpportunityHistory
+    OpportunityLineItem Order OrderItem Pricebook2 PricebookEntry Product2 Quote QuoteLineItem
+    RecordType Task TaskRelation User UserRole
+    """.split()
 )
 
 CUSTOM_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*__c$")
@@ -102,7 +102,9 @@ class Registry(BaseModel):
         first: dict[str, int] = {}
         for number, entry in enumerate(self.objects, start=1):
             if entry.table in first:
-                raise ValueError(f"{entry.sobject} is listed twice (entries {first[entry.table]} and {number})")
+                raise ValueError(
+                    f"{entry.sobject} is listed twice (entries {first[entry.table]} and {number})"
+                )
             first[entry.table] = number
         return self
 

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import cast
 
 import psycopg
 
@@ -70,7 +71,9 @@ def migrate(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[
                    checksum   text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        applied = dict(conn.execute("SELECT version, checksum FROM sfsync.schema_migrations").fetchall())
+        applied: dict[int, str] = dict(
+            conn.execute("SELECT version, checksum FROM sfsync.schema_migrations").fetchall()
+        )
         if applied and max(applied) > len(known):
             raise MigrationError(
                 f"the warehouse schema is at version {max(applied)}, newer than this sfsync "
@@ -97,6 +100,8 @@ def connect(conn_id: str) -> psycopg.Connection:
     """A psycopg 3 connection to the warehouse named by the Airflow connection ``conn_id``."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    conn = PostgresHook(postgres_conn_id=conn_id).get_conn()
+    conn = cast(
+        psycopg.Connection, PostgresHook(postgres_conn_id=conn_id).get_conn()
+    )  # psycopg 3 with SQLA 2
     conn.autocommit = True  # transactions are explicit (conn.transaction()), never implicit
     return conn

@@ -57,7 +57,7 @@ def test_direction_tag_follows_the_registry(dagbag):
 
 @pytest.mark.parametrize("dag_id", [*EXPECTED_SYNC_DAGS, "sf_full_load"])
 def test_structure(dagbag, dag_id):
-    """Only tasks that really exist: until the sync lands, each DAG prepares the warehouse and nothing else."""
+    """Only tasks that really exist: until the sync lands, each DAG only prepares the warehouse."""
     dag = dagbag.dags[dag_id]
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {"prepare_warehouse": set()}
 

@@ -33,7 +33,9 @@ def test_run_prepares_the_warehouse(dags, warehouse_url, dag_id):
     assert dagrun.state == DagRunState.SUCCESS
     assert task_states(dagrun) == {"prepare_warehouse": TaskInstanceState.SUCCESS}
     with psycopg.connect(warehouse_url) as conn:
-        assert conn.execute("SELECT count(*) FROM sfsync.schema_migrations").fetchone() == (len(migrations()),)
+        assert conn.execute("SELECT count(*) FROM sfsync.schema_migrations").fetchone() == (
+            len(migrations()),
+        )
     assert dags[dag_id].test().state == DagRunState.SUCCESS, "a repeated run is harmless"
 
 

@@ -41,7 +41,9 @@ def test_concurrent_runs_apply_each_migration_once(warehouse_url):
         results = list(pool.map(run, range(6)))
     assert sorted(results, key=len) == [[]] * 5 + [[m.path.name for m in migrations()]]
     with psycopg.connect(warehouse_url) as conn:
-        assert conn.execute("SELECT count(*) FROM sfsync.schema_migrations").fetchone() == (len(migrations()),)
+        assert conn.execute("SELECT count(*) FROM sfsync.schema_migrations").fetchone() == (
+            len(migrations()),
+        )
 
 
 def test_new_migration_is_applied_on_top(warehouse_url, tmp_path):

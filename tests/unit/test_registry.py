@@ -11,11 +11,17 @@ EXPECTED_ERRORS = {
     "unknown_key.yaml": ["entry 2 (Contact)", "unknown key 'directon'"],
     "unknown_object.yaml": ["entry 1 (Leed)", "unknown Salesforce object 'Leed'", "__c"],
     "unknown_direction.yaml": ["entry 1 (Account)", "direction", "'bidirectional' or 'inbound'"],
-    "bidirectional_account.yaml": ["entry 1 (Account)", "only allowed for Campaign, CampaignMember, Contact, Lead"],
+    "bidirectional_account.yaml": [
+        "entry 1 (Account)",
+        "only allowed for Campaign, CampaignMember, Contact, Lead",
+    ],
     "missing_direction.yaml": ["entry 1 (Task)", "missing key 'direction'"],
     "duplicate_object.yaml": ["Lead is listed twice (entries 1 and 2)"],
     "bad_field_name.yaml": ["entry 1 (Lead)", "fields item 3 'Email Address'", "pattern"],
-    "field_list_without_id.yaml": ["entry 1 (Opportunity)", "must include Id and the cursor field SystemModstamp"],
+    "field_list_without_id.yaml": [
+        "entry 1 (Opportunity)",
+        "must include Id and the cursor field SystemModstamp",
+    ],
     "not_yaml.yaml": ["not valid YAML (line 4"],
     "no_objects_list.yaml": ["unknown key 'objekts'", "missing key 'objects'"],
 }
