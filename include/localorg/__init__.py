@@ -1,0 +1,63 @@
+"""localorg: a Salesforce-compatible HTTPS server for tests and the demo.
+
+Start it with ``python -m localorg serve [--port 8443] [--data DIR] [--session-timeout S] [--api-limit N]``.
+The data directory defaults to ``.sfsync/localorg`` under the project root. The first start creates
+the org there: ``org.sqlite`` (records survive restarts) and a local certificate authority,
+``ca.pem``, that clients trust through ``REQUESTS_CA_BUNDLE``; later starts reuse both.
+``python -m localorg connection`` prints the connection settings without serving.
+
+Users (declared in ``org.yaml``; log in with password + security token):
+
+- ``admin@localorg.test`` / ``localorg-admin`` / token ``ADMINTOKEN``: System Administrator, sees all.
+- ``integration@localorg.test`` / ``localorg-integration`` / token ``INTEGRATIONTOKEN``: the sync user;
+  cannot see ``Lead.Internal_Rating__c`` or ``Contact.Birthdate``, nor records owned by the
+  Confidential role (``hidden@localorg.test``).
+- ``sales@localorg.test`` and ``hidden@localorg.test``: standard users in the Sales and Confidential roles.
+- Connected app for OAuth: consumer key ``localorg-consumer-key``, secret ``localorg-consumer-secret``
+  (client credentials run as the integration user).
+
+Airflow connection (``REQUESTS_CA_BUNDLE`` must point at ``ca.pem``)::
+
+    AIRFLOW_CONN_SALESFORCE_DEFAULT='{"conn_type":"salesforce","login":"integration@localorg.test",
+      "password":"localorg-integration","extra":{"security_token":"INTEGRATIONTOKEN",
+      "domain":"127.0.0.1:8443/?","version":"59.0"}}'
+
+For tests, ``localorg.testing.running_org`` starts a server in a subprocess on a free port.
+
+Bulk API 2.0 (``/services/data/vXX.X/jobs/query`` and ``jobs/ingest``, ``sf.bulk2``): query and
+queryAll jobs (same SOQL compiler and visibility as REST; COUNT() and OFFSET refused with INVALIDJOB;
+CSV with every value quoted, nulls empty, ``maxRecords``/``locator`` paging streamed from a spool
+file) and insert/update/upsert/delete/hardDelete ingest jobs through the store's write path
+(``#N/A`` sets null, an empty field leaves the value alone). hardDelete needs the profile flag
+``bulk_api_hard_delete`` (System Administrator has it, the integration user does not). Jobs live for
+the server's lifetime.
+
+Record lifecycle: REST delete moves records to the recycle bin (queryAll and ``deleted/`` see them);
+after 15 days (``admin purge --expired``, also run at server start) or an explicit purge, and at once
+for Bulk hardDelete, records leave every read path except ``deleted/``, which keeps reporting them
+for 15 days more. A converted lead is read-only (CANNOT_UPDATE_CONVERTED_LEAD).
+
+Admin endpoints (POST JSON; header ``X-Localorg-Admin-Token: <DATA/admin-token>`` acting as
+``"asUser"`` (default admin@localorg.test), or ``Authorization: Bearer <session of a System
+Administrator>``):
+
+- ``/localorg/admin/undelete`` ``{"ids": [...]}``: restore from the recycle bin (with cascaded children).
+- ``/localorg/admin/purge`` ``{"ids": [...]}`` or ``{"expired": true}``: empty the recycle bin.
+- ``/localorg/admin/merge`` ``{"masterId", "duplicateIds": [1 or 2 Ids]}``: Leads, Contacts or Accounts.
+- ``/localorg/admin/convert-lead`` ``{"leadId", "accountId"?, "contactId"?, "doNotCreateOpportunity"?,
+  "opportunityName"?, "convertedStatus"?}``.
+- ``/localorg/admin/faults``: GET lists, POST adds a rule (or a list) ``{"kind", "route"?, "method"?,
+  "probability"?, "count"?, "latency_ms"?, "message"?}``, DELETE (or DELETE ``faults/<id>``) clears.
+  Kinds are listed in ``localorg.faults.KINDS``.
+
+CLI: ``python -m localorg admin [--data DIR] [--port P] [--as-user U] undelete|purge|merge|convert-lead
+|faults ...`` (through the server on ``--port``, else directly on the data directory; faults need a
+server); ``python -m localorg seed --data DIR --seed N --count LEADS [--objects Account=100,...]
+[--as-of YYYY-MM-DD]``; ``python -m localorg activity --data DIR --rate N [--duration S]``.
+The daily API limit counts requests over a rolling 24 hours.
+"""
+
+from pathlib import Path
+
+DEFAULT_PORT = 8443
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / ".sfsync" / "localorg"

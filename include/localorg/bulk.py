@@ -1,0 +1,527 @@
+"""Bulk API 2.0: query jobs (SOQL to CSV) and ingest jobs (CSV to records), run on worker threads.
+
+A query job writes its whole result once to a spool file, remembering where every row starts, so a
+results page (``maxRecords`` rows from ``locator``) is a byte range streamed from disk: memory stays
+flat however many rows a job has. An ingest job spools the uploaded CSV, writes each record through
+the store's normal write path (the same validation as REST, 200 records per transaction, as
+Salesforce chunks them) and spools the per-record results. Jobs last for the server's lifetime.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import shutil
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import accumulate, islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import faults
+from .errors import SalesforceError, not_found, record_errors
+from .ids import make_id, normalize_id
+from .query import Plan
+from .schema import SObject, format_datetime, now_ms
+from .store import Txn, User
+
+if TYPE_CHECKING:
+    from .server import Api
+
+DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
+LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
+QUERY_OPERATIONS = ("query", "queryAll")
+INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
+INGEST_CHUNK = 200
+NULL_VALUE = "#N/A"  # Bulk CSV's way to set a field to null; an empty field leaves it unchanged
+_FETCH_ROWS = 20_000
+_READ_BYTES = 1 << 20
+_FINAL_STATES = ("JobComplete", "Failed", "Aborted")
+
+
+def _job_error(code: str, message: str, status: int = 400) -> SalesforceError:
+    return SalesforceError(status, code, message)
+
+
+@dataclass
+class Job:
+    """One Bulk API 2.0 job and its spool directory."""
+
+    id: str
+    kind: str  # "query" or "ingest"
+    operation: str
+    obj: SObject
+    user: User
+    version: str
+    delimiter: str
+    line_ending: str
+    route: str
+    spool: Path
+    state: str
+    external_id: str | None = None
+    plan: Plan | None = None
+    created: int = field(default_factory=now_ms)
+    modstamp: int = field(default_factory=now_ms)
+    error_message: str | None = None
+    processed: int = 0
+    failed: int = 0
+    started: float | None = None
+    finished: float | None = None
+    uploaded: bool = False
+    offsets: array[int] = field(default_factory=lambda: array("q", [0]))
+    header: bytes = b""
+
+    def set_state(self, state: str, error: str | None = None) -> None:
+        self.state = state
+        self.error_message = error or self.error_message
+        self.modstamp = now_ms()
+
+    def info(self, full: bool = True) -> dict[str, Any]:
+        """The job info JSON; ``full`` adds the progress counters of job status GETs."""
+        body: dict[str, Any] = {
+            "id": self.id,
+            "operation": self.operation,
+            "object": self.obj.name,
+            "createdById": self.user.id,
+            "createdDate": format_datetime(self.created),
+            "systemModstamp": format_datetime(self.modstamp),
+            "state": self.state,
+            "concurrencyMode": "Parallel",
+            "contentType": "CSV",
+            "apiVersion": float(self.version),
+        }
+        if self.kind == "ingest":
+            if self.external_id:
+                body["externalIdFieldName"] = self.external_id
+            body["contentUrl"] = f"services/data/v{self.version}/jobs/ingest/{self.id}/batches"
+        body["lineEnding"] = next(k for k, v in LINE_ENDINGS.items() if v == self.line_ending)
+        body["columnDelimiter"] = next(k for k, v in DELIMITERS.items() if v == self.delimiter)
+        if full:
+            elapsed = int(((self.finished or time.monotonic()) - self.started) * 1000) if self.started else 0
+            body["jobType"] = "V2Query" if self.kind == "query" else "V2Ingest"
+            body["numberRecordsProcessed"] = self.processed
+            if self.kind == "ingest":
+                body["numberRecordsFailed"] = self.failed
+            body["retries"] = 0
+            body["totalProcessingTime"] = elapsed
+            if self.kind == "ingest":
+                body["apiActiveProcessingTime"] = elapsed
+                body["apexProcessingTime"] = 0
+        if self.error_message:
+            body["errorMessage"] = self.error_message
+        return body
+
+    def csv_writer(self, out: Any) -> Any:
+        return csv.writer(
+            out, delimiter=self.delimiter, lineterminator=self.line_ending, quoting=csv.QUOTE_ALL
+        )
+
+
+class BulkJobs:
+    """The server's Bulk API 2.0 jobs."""
+
+    def __init__(self, api: Api, spool_root: Path) -> None:
+        self.api = api
+        self.root = spool_root
+        shutil.rmtree(self.root, ignore_errors=True)  # jobs do not survive a restart
+        self.root.mkdir(parents=True)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="bulk")
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    def _new_job(self, kind: str, user: User, body: Any, version: str, route: str, **kw: Any) -> Job:
+        delimiter = DELIMITERS.get(body.get("columnDelimiter") or "COMMA")
+        line_ending = LINE_ENDINGS.get(body.get("lineEnding") or "LF")
+        if delimiter is None or line_ending is None:
+            raise _job_error("INVALIDJOB", "columnDelimiter or lineEnding is not valid")
+        if (body.get("contentType") or "CSV") != "CSV":
+            raise _job_error("INVALIDJOB", "contentType must be CSV")
+        with self._lock:
+            self._counter += 1
+            job_id = make_id("750", self._counter * 1009 + int(time.time()) % 1009)
+        spool = self.root / job_id
+        spool.mkdir()
+        job = Job(
+            job_id,
+            kind,
+            user=user,
+            version=version,
+            delimiter=delimiter,
+            line_ending=line_ending,
+            route=route,
+            spool=spool,
+            **kw,
+        )
+        with self._lock:
+            self._jobs[job_id] = job
+        return job
+
+    def get(self, user: User, kind: str, job_id: str) -> Job:
+        """A job of ``kind`` the user may see (its creator, or a user who sees all data)."""
+        job = self._jobs.get(normalize_id(job_id) or job_id)
+        if job is None or job.kind != kind or not (job.user.id == user.id or user.view_all):
+            raise not_found()
+        return job
+
+    def list(self, user: User, kind: str) -> dict[str, Any]:
+        with self._lock:
+            jobs = [
+                j for j in self._jobs.values() if j.kind == kind and (j.user.id == user.id or user.view_all)
+            ]
+        return {"done": True, "records": [j.info(full=False) for j in jobs], "nextRecordsUrl": None}
+
+    def abort(self, job: Job) -> dict[str, Any]:
+        if job.state in _FINAL_STATES:
+            raise _job_error(
+                "INVALIDJOBSTATE", f"Aborting already {job.state.removeprefix('Job')} Job not allowed"
+            )
+        job.set_state("Aborted")
+        return job.info()
+
+    def delete(self, job: Job) -> None:
+        if job.state not in (*_FINAL_STATES, "UploadComplete"):
+            raise _job_error("INVALIDJOBSTATE", f"Deleting a job in state {job.state} is not allowed")
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        shutil.rmtree(job.spool, ignore_errors=True)
+
+    def _start(self, job: Job, work: Callable[[Job], None]) -> None:
+        def run() -> None:
+            faults.current_route.set(job.route)
+            job.started = time.monotonic()
+            try:
+                rule = self.api.faults.take(("bulk_job_failed",), job.route)
+                if rule is not None:
+                    job.set_state("Failed", rule.message or "InternalServerError : Internal server error")
+                    return
+                job.set_state("InProgress")
+                work(job)
+                if job.state == "InProgress":
+                    job.set_state("JobComplete")
+            except SalesforceError as exc:
+                job.set_state("Failed", f"{exc.code} : {exc.message}")
+            except Exception as exc:  # a job fails, the server does not
+                job.set_state("Failed", f"InternalServerError : {exc}")
+            finally:
+                job.finished = time.monotonic()
+
+        self._pool.submit(run)
+
+    # -- query jobs -------------------------------------------------------------------------------
+
+    def create_query(self, user: User, body: Any, version: str, route: str) -> dict[str, Any]:
+        """POST jobs/query: compile the SOQL now (its errors are the REST API's), run it on a worker."""
+        if not isinstance(body, dict) or body.get("operation") not in QUERY_OPERATIONS:
+            raise _job_error("INVALIDJOB", "operation must be query or queryAll")
+        soql = body.get("query")
+        if not isinstance(soql, str) or not soql.strip():
+            raise _job_error("INVALIDJOB", "query is required")
+        plan = self.api.engine.compile(user, soql, body["operation"] == "queryAll")
+        # Bulk API 2.0 refuses aggregate functions and OFFSET (LIMIT and ORDER BY are allowed).
+        if plan.count:
+            raise _job_error(
+                "INVALIDJOB", "Aggregate functions such as COUNT() are not supported by Bulk API 2.0"
+            )
+        if plan.offset is not None:
+            raise _job_error("INVALIDJOB", "OFFSET is not supported by Bulk API 2.0")
+        job = self._new_job(
+            "query",
+            user,
+            body,
+            version,
+            route,
+            operation=body["operation"],
+            obj=plan.obj,
+            state="UploadComplete",
+            plan=plan,
+        )
+        self._start(job, self._run_query)
+        return job.info(full=False)
+
+    def _run_query(self, job: Job) -> None:
+        assert job.plan is not None
+        header, sql, params = job.plan.csv(job.delimiter)
+        quoted = job.delimiter.join('"' + name.replace('"', '""') + '"' for name in header)
+        job.header = (quoted + job.line_ending).encode()
+        ending = job.line_ending
+        position = 0
+        with (job.spool / "result.csv").open("wb") as out:
+            cursor = self.api.org.conn().execute(sql, params)
+            while rows := cursor.fetchmany(_FETCH_ROWS):
+                if job.state != "InProgress":
+                    cursor.close()
+                    return
+                lines = [(row[0] + ending).encode() for row in rows]
+                job.offsets.extend(islice(accumulate(map(len, lines), initial=position), 1, None))
+                position = job.offsets[-1]
+                out.write(b"".join(lines))
+                job.processed += len(lines)
+
+    def results(self, job: Job, locator: str | None, max_records: str | None) -> tuple[Iterator[bytes], dict]:
+        """GET jobs/query/{id}/results: one page of CSV and its Sforce-* headers."""
+        if job.state != "JobComplete":
+            raise _job_error("INVALIDJOBSTATE", f"Cannot get results of a job in state {job.state}")
+        total = len(job.offsets) - 1
+        start = _decode_locator(locator, total) if locator else 0
+        if max_records is None:
+            count = total - start
+        elif max_records.isdigit() and int(max_records) > 0:
+            count = min(int(max_records), total - start)
+        else:
+            raise _job_error("INVALIDJOB", f"Invalid maxRecords: {max_records}")
+        end = start + count
+        headers = {
+            "Sforce-NumberOfRecords": str(count),
+            # Salesforce's locators are opaque base64 strings; the literal "null" marks the last page.
+            "Sforce-Locator": _encode_locator(end) if end < total else "null",
+        }
+        return self._stream(job, job.offsets[start], job.offsets[end]), headers
+
+    def _stream(self, job: Job, first: int, last: int) -> Iterator[bytes]:
+        yield job.header
+        with (job.spool / "result.csv").open("rb") as data:
+            data.seek(first)
+            remaining = last - first
+            while remaining > 0:
+                chunk = data.read(min(_READ_BYTES, remaining))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+                yield chunk
+
+    # -- ingest jobs ------------------------------------------------------------------------------
+
+    def create_ingest(self, user: User, body: Any, version: str, route: str) -> dict[str, Any]:
+        """POST jobs/ingest: a job in state Open, waiting for its CSV."""
+        if not isinstance(body, dict) or body.get("operation") not in INGEST_OPERATIONS:
+            raise _job_error("INVALIDJOB", f"operation must be one of {', '.join(INGEST_OPERATIONS)}")
+        obj = self.api.org.schema.get(str(body.get("object") or ""))
+        if obj is None:
+            raise _job_error("INVALIDJOB", f"Unable to find object: {body.get('object')}")
+        operation = body["operation"]
+        external_id = None
+        if operation == "upsert":
+            name = body.get("externalIdFieldName")
+            if not name:
+                raise _job_error("INVALIDJOB", "External ID was blank for upsert")
+            try:
+                external_id = self.api.engine.external_id_field(user, obj, name).name
+            except SalesforceError:
+                raise _job_error(
+                    "INVALIDJOB", f"The external id field {name} is not valid for {obj.name}"
+                ) from None
+        if operation == "hardDelete" and not self.api.org.can_hard_delete(user):
+            raise _job_error(
+                "FEATURENOTENABLED",
+                "Bulk API Hard Delete permission is required to create a hardDelete job",
+            )
+        job = self._new_job(
+            "ingest",
+            user,
+            body,
+            version,
+            route,
+            operation=operation,
+            obj=obj,
+            state="Open",
+            external_id=external_id,
+        )
+        return job.info(full=False)
+
+    def upload(self, job: Job, data: bytes) -> None:
+        """PUT jobs/ingest/{id}/batches: the job's CSV; Salesforce takes exactly one upload per job."""
+        if job.state != "Open":
+            raise _job_error("INVALIDJOBSTATE", f"Job is not open for uploads: {job.state}")
+        if job.uploaded:
+            raise _job_error(
+                "BULK_API_ERROR",
+                f"Found multiple contents for job: <{job.id}>, please 'Close' / 'Abort' / 'Delete' the "
+                "current Job then create a new Job and make sure you only do 'PUT' once on a given Job.",
+            )
+        (job.spool / "data.csv").write_bytes(data)
+        job.uploaded = True
+
+    def set_state(self, job: Job, body: Any) -> dict[str, Any]:
+        """PATCH jobs/ingest/{id}: UploadComplete starts processing; Aborted stops the job."""
+        state = body.get("state") if isinstance(body, dict) else None
+        if state == "Aborted":
+            return self.abort(job)
+        if state != "UploadComplete":
+            raise _job_error("INVALIDJOBSTATE", f"Invalid state: {state}")
+        if job.state != "Open":
+            raise _job_error("INVALIDJOBSTATE", f"Closing a job in state {job.state} is not allowed")
+        job.set_state("UploadComplete")
+        self._start(job, self._run_ingest)
+        return job.info(full=False)
+
+    def _rows(self, job: Job) -> Iterator[list[str]]:
+        if not job.uploaded:
+            return iter(())
+        text = io.TextIOWrapper((job.spool / "data.csv").open("rb"), encoding="utf-8-sig", newline="")
+        return csv.reader(text, delimiter=job.delimiter)
+
+    def _run_ingest(self, job: Job) -> None:
+        rows = self._rows(job)
+        columns = next(rows, None)
+        if not columns:
+            raise SalesforceError(400, "InvalidBatch", "No data was uploaded for this job")
+        record = self._record_builder(job, columns)
+        id_index = next((i for i, c in enumerate(columns) if c.lower() == "id"), None)
+        results = {
+            name: (job.spool / f"{name}.csv").open("w", newline="", encoding="utf-8")
+            for name in ("successfulResults", "failedResults", "unprocessedRecords")
+        }
+        try:
+            writers = {name: job.csv_writer(out) for name, out in results.items()}
+            writers["successfulResults"].writerow(["sf__Id", "sf__Created", *columns])
+            writers["failedResults"].writerow(["sf__Id", "sf__Error", *columns])
+            writers["unprocessedRecords"].writerow(columns)
+            chunk: list[list[str]] = []
+            for row in rows:
+                chunk.append(row)
+                if len(chunk) == INGEST_CHUNK:
+                    self._ingest_chunk(job, chunk, record, writers, id_index)
+                    chunk = []
+            self._ingest_chunk(job, chunk, record, writers, id_index)
+        finally:
+            for out in results.values():
+                out.close()
+
+    def _ingest_chunk(
+        self, job: Job, chunk: list[list[str]], record: Callable, writers: dict, id_index: int | None
+    ) -> None:
+        if not chunk:
+            return
+        if job.state != "InProgress":
+            writers["unprocessedRecords"].writerows(chunk)
+            return
+        org = self.api.org
+        with org.write(job.user) as txn:
+            for row in chunk:
+                try:
+                    with org.savepoint(txn):
+                        record_id, created = record(txn, row)
+                    writers["successfulResults"].writerow([record_id, str(created).lower(), *row])
+                except SalesforceError as exc:
+                    job.failed += 1
+                    known_id = row[id_index] if id_index is not None and id_index < len(row) else ""
+                    writers["failedResults"].writerow([known_id, _bulk_error(exc), *row])
+                job.processed += 1
+        job.modstamp = now_ms()
+
+    def _record_builder(self, job: Job, columns: list[str]) -> Callable[[Txn, list[str]], tuple[str, bool]]:
+        """A function writing one CSV row through the store: (Id, created). Bad headers fail the job."""
+        api, obj, org = self.api, job.obj, self.api.org
+        if job.operation in ("delete", "hardDelete"):
+            if [c.lower() for c in columns] != ["id"]:
+                raise SalesforceError(
+                    400, "InvalidBatch", f"The '{job.operation}' batch must contain only ids"
+                )
+            remove = org.delete if job.operation == "delete" else org.hard_delete
+
+            def delete(txn: Txn, row: list[str]) -> tuple[str, bool]:
+                record_id = _row_id(obj, row[0] if row else "")
+                remove(txn, obj, record_id)
+                return record_id, False
+
+            return delete
+        fields = {}
+        for name in columns:
+            try:
+                fields.update(org.check_fields(job.user, obj, {name: None}))
+            except SalesforceError:
+                raise SalesforceError(400, "InvalidBatch", f"Field name not found : {name}") from None
+        id_column = next((i for i, c in enumerate(columns) if fields[c].type == "id"), None)
+
+        def values(row: list[str]) -> dict[str, Any]:
+            body: dict[str, Any] = {}
+            for name, value in zip(columns, row, strict=False):
+                if value == "":
+                    continue  # an empty field leaves the value unchanged
+                body[name] = None if value == NULL_VALUE else _typed_value(fields[name].type, value)
+            return body
+
+        def write(txn: Txn, row: list[str]) -> tuple[str, bool]:
+            body = values(row)
+            if job.operation == "insert":
+                return org.save(txn, obj, body), True
+            if job.operation == "upsert":
+                assert job.external_id is not None
+                key = next((v for k, v in body.items() if k.lower() == job.external_id.lower()), None)
+                if key is None:
+                    raise SalesforceError(400, "MISSING_ARGUMENT", f"{job.external_id} not specified", [])
+                return api.upsert_one(txn, obj, job.external_id, str(key), body)
+            raw = row[id_column] if id_column is not None and id_column < len(row) else ""
+            if not raw:
+                raise SalesforceError(400, "MISSING_ARGUMENT", "Id not specified in an update call", [])
+            record_id = _row_id(obj, raw)
+            return org.save(
+                txn, obj, {k: v for k, v in body.items() if fields[k].type != "id"}, record_id
+            ), False
+
+        return write
+
+    def ingest_results(self, job: Job, kind: str) -> Iterator[bytes]:
+        """GET successfulResults / failedResults / unprocessedRecords of a finished ingest job."""
+        path = job.spool / f"{kind}.csv"
+        if job.state not in _FINAL_STATES:
+            raise _job_error("INVALIDJOBSTATE", f"Results are not available in state {job.state}")
+        if not path.exists():  # failed before processing: every uploaded row is unprocessed
+            if kind == "unprocessedRecords" and job.uploaded:
+                path = job.spool / "data.csv"
+            else:
+                return iter((b"",))
+        return _read_file(path)
+
+
+def _read_file(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as data:
+        while chunk := data.read(_READ_BYTES):
+            yield chunk
+
+
+def _typed_value(field_type: str, value: str) -> Any:
+    """CSV text as the JSON value the store's codecs expect (they already parse numbers and dates)."""
+    if field_type == "boolean":
+        lowered = value.lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+    return value
+
+
+def _row_id(obj: SObject, raw: str) -> str:
+    record_id = normalize_id(raw.strip())
+    if record_id is None:
+        raise SalesforceError(400, "MALFORMED_ID", f"malformed id {raw}", ["Id"])
+    if not record_id.startswith(obj.key_prefix):
+        raise SalesforceError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [])
+    return record_id
+
+
+def _bulk_error(exc: SalesforceError) -> str:
+    """Bulk's sf__Error: ``CODE:message:Field1,Field2 --`` for each error."""
+    return " ".join(f"{e.status_code}:{e.message}:{','.join(e.fields)} --" for e in record_errors(exc))
+
+
+def _encode_locator(position: int) -> str:
+    return base64.b64encode(str(position).encode()).decode().rstrip("=")
+
+
+def _decode_locator(locator: str, total: int) -> int:
+    try:
+        position = int(base64.b64decode(locator + "=" * (-len(locator) % 4), validate=True))
+    except ValueError:
+        position = -1
+    if not 0 <= position <= total:
+        raise _job_error("INVALIDLOCATOR", f"Invalid locator: {locator}")
+    return position

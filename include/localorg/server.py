@@ -1,0 +1,744 @@
+"""The HTTPS API: a Starlette app that routes Salesforce's login, REST and sObject Collections paths."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from . import admin, faults
+from .auth import Sessions, oauth_token, soap_login
+from .bulk import BulkJobs
+from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
+from .ids import normalize_id
+from .query import QueryEngine, batch_size
+from .schema import SObject, format_datetime, now_ms, parse_datetime
+from .store import Org, Txn, User, quote
+
+log = logging.getLogger("localorg")
+
+MIN_VERSION, MAX_VERSION = 31, 62
+COLLECTION_LIMIT = 200
+REPLICATION_DAYS = 30
+_MINUTE = 60_000
+_ROLLED_BACK = RecordError(
+    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "Record rolled back because not all records were valid and the request was using AllOrNone header",
+)
+
+
+@dataclass
+class Call:
+    """One API request after authentication."""
+
+    method: str
+    path: str
+    match: re.Match[str]
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+    version: str
+    user: User
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise SalesforceError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
+
+
+Handler = Callable[["Api", Call], tuple[int, Any]]
+_ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
+
+
+def route(pattern: str, *methods: str) -> Callable[[Handler], Handler]:
+    """Register a handler for a path under ``/services/data/vXX.X/`` (trailing slash optional)."""
+
+    def register(fn: Handler) -> Handler:
+        compiled = re.compile(pattern + "/?")
+        for existing, handlers in _ROUTES:
+            if existing.pattern == compiled.pattern:
+                handlers.update(dict.fromkeys(methods, fn))
+                return fn
+        _ROUTES.append((compiled, dict.fromkeys(methods, fn)))
+        # Literal paths (sobjects/X/describe) win over patterns (sobjects/X/{id}): most literal text first.
+        _ROUTES.sort(key=lambda r: -len(re.sub(r"\(\?P<\w+>[^)]*\)", "", r[0].pattern)))
+        return fn
+
+    return register
+
+
+def _release_label(version: int) -> str:
+    offset = version - 59  # v59.0 is Winter '24; three releases a year
+    return f"{('Winter', 'Spring', 'Summer')[offset % 3]} '{24 + offset // 3}"
+
+
+class Api:
+    """Request handling state: the org, sessions, query engine and limits."""
+
+    def __init__(self, org: Org, session_timeout: float, daily_api_requests: int) -> None:
+        self.org = org
+        self.sessions = Sessions(org.org_id, session_timeout)
+        self.engine = QueryEngine(org)
+        self.daily_limit = daily_api_requests
+        self.faults = faults.Faults()
+        org.write_hook = self.faults.check_record_write
+        self.bulk = BulkJobs(self, org.data_dir / "bulk")
+        self.admin_token = admin.admin_token(org.data_dir)
+        org.purge_expired()
+
+    def sobject(self, name: str) -> SObject:
+        obj = self.org.schema.get(name)
+        if obj is None:
+            raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
+        return obj
+
+    # -- entry point ------------------------------------------------------------------------------
+
+    async def __call__(self, request: Request) -> Response | _Dropped:
+        body = await request.body()
+        return await run_in_threadpool(self.handle, request, body)
+
+    def handle(self, request: Request, body: bytes) -> Response | _Dropped:
+        """Answer one request: admin calls, else the API with any fault rules that match it."""
+        path = request.url.path
+        if path.startswith("/localorg/admin/"):
+            return self._admin(request, body)
+        faults.current_route.set(path)
+        rule = self.faults.take(("latency",), path, request.method)
+        if rule is not None:
+            time.sleep(rule.latency_ms / 1000)
+        rule = self.faults.take(faults.REQUEST_KINDS, path, request.method)
+        if rule is None:
+            return self._respond(request, body)
+        if rule.kind == "drop":
+            return _Dropped(self._respond(request, body))
+        return self._fault_response(rule, request)
+
+    def _fault_response(self, rule: faults.Rule, request: Request) -> Response:
+        if rule.kind == "http_502":
+            page = "<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+            return Response(page, 502, media_type="text/html")
+        if rule.kind == "invalid_session":
+            self.sessions.expire(_session_token(request))
+            return _json(401, invalid_session().body())
+        status, code, message = {
+            "http_500": (
+                500,
+                "UNKNOWN_EXCEPTION",
+                "An unexpected error occurred. Please include this "
+                f"ErrorId if you contact support: {uuid.uuid4()}",
+            ),
+            "http_503": (
+                503,
+                "SERVER_UNAVAILABLE",
+                "Server temporarily unavailable. Please try again later.",
+            ),
+            "request_limit": (403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+        }[rule.kind]
+        return _json(status, [{"message": rule.message or message, "errorCode": code}])
+
+    def _admin(self, request: Request, body: bytes) -> Response:
+        """``/localorg/admin/<operation>``: see the package docstring."""
+        try:
+            match = re.fullmatch(r"/localorg/admin/([\w-]+)(?:/(\d+))?/?", request.url.path)
+            if match is None:
+                raise not_found()
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                raise SalesforceError(400, "JSON_PARSER_ERROR", "The request body is not JSON") from None
+            user = self._admin_user(request, payload)
+            operation, rule_id = match.groups()
+            if operation == "faults":
+                return _json(200, self._faults_call(request.method, payload, rule_id))
+            if request.method != "POST":
+                raise SalesforceError(405, "METHOD_NOT_ALLOWED", "Admin operations take POST")
+            return _json(200, admin.run(self.org, user, operation, payload))
+        except SalesforceError as exc:
+            return _json(exc.status, exc.body())
+
+    def _admin_user(self, request: Request, payload: Any) -> User:
+        """The admin token acts as ``asUser`` (default: the first System Administrator); a session must
+        belong to a user who sees all data."""
+        token = request.headers.get("x-localorg-admin-token", "")
+        if token:
+            if not secrets.compare_digest(token.encode(), self.admin_token.encode()):
+                raise invalid_session()
+            default = next(u for u in self.org.users.values() if u.view_all).username
+            name = payload.get("asUser", default) if isinstance(payload, dict) else default
+            if name not in self.org.users:
+                raise SalesforceError(400, "INVALID_USER", f"unknown user {name}")
+            return self.org.users[name]
+        user = self._authenticate(request)
+        if not user.view_all:
+            raise SalesforceError(403, "INSUFFICIENT_ACCESS", "Admin operations need a System Administrator")
+        return user
+
+    def _faults_call(self, method: str, payload: Any, rule_id: str | None) -> Any:
+        if method == "GET":
+            return {"rules": self.faults.rules(), "kinds": faults.KINDS}
+        if method == "DELETE":
+            return {"removed": self.faults.clear(int(rule_id) if rule_id else None)}
+        if method == "POST":
+            specs = payload if isinstance(payload, list) else [payload]
+            return {"rules": [self.faults.add(spec).as_dict() for spec in specs]}
+        raise SalesforceError(405, "METHOD_NOT_ALLOWED", "faults takes GET, POST or DELETE")
+
+    def _respond(self, request: Request, body: bytes) -> Response:
+        """Route one API request; every failure becomes a Salesforce-shaped error, never a crash."""
+        limit_header: dict[str, str] = {}
+        try:
+            target = request.url.path + ("?" + request.url.query if request.url.query else "")
+            soap_action = request.headers.get("soapaction", "").strip('"')
+            if request.method == "POST" and (soap_action == "login" or "/services/Soap/u/" in target):
+                version = re.search(r"/services/Soap/u/(\d+\.\d+)", target)
+                status, xml = soap_login(
+                    self.org,
+                    self.sessions,
+                    body,
+                    request.headers.get("host", ""),
+                    version.group(1) if version else "59.0",
+                )
+                return Response(xml, status, media_type="text/xml; charset=utf-8")
+            if "/services/oauth2/token" in target:
+                if request.method != "POST":
+                    return _json(405, [{"errorCode": "METHOD_NOT_ALLOWED", "message": "Method not allowed"}])
+                form = {k: v[0] for k, v in parse_qs(body.decode(errors="replace")).items()}
+                status, payload = oauth_token(
+                    self.org,
+                    self.sessions,
+                    form,
+                    request.headers.get("authorization"),
+                    request.headers.get("host", ""),
+                )
+                return _json(status, payload)
+            path = request.url.path
+            if re.fullmatch(r"/services/data/?", path):
+                return _json(
+                    200,
+                    [
+                        {"label": _release_label(v), "url": f"/services/data/v{v}.0", "version": f"{v}.0"}
+                        for v in range(MIN_VERSION, MAX_VERSION + 1)
+                    ],
+                )
+            match = re.fullmatch(r"/services/data/v(\d+)\.0/(.*)", path)
+            if match is None or not MIN_VERSION <= int(match.group(1)) <= MAX_VERSION:
+                raise not_found()
+            user = self._authenticate(request)
+            used, allowed = self.org.count_api_request(self.daily_limit)
+            limit_header = {"Sforce-Limit-Info": f"api-usage={used}/{self.daily_limit}"}
+            if not allowed:
+                raise SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            status, payload = self._dispatch(request, body, f"{match.group(1)}.0", match.group(2), user)
+            if isinstance(payload, Response):
+                payload.headers.update(limit_header)
+                return payload
+            if status == 204:
+                return Response(status_code=204, headers=limit_header)
+            return _json(status, payload, limit_header)
+        except SalesforceError as exc:
+            return _json(exc.status, exc.body(), limit_header)
+        except Exception:
+            error_id = str(uuid.uuid4())
+            log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
+            return _json(
+                500,
+                [
+                    {
+                        "errorCode": "UNKNOWN_EXCEPTION",
+                        "message": "An unexpected error occurred. Please "
+                        f"include this ErrorId if you contact support: {error_id}",
+                    }
+                ],
+                limit_header,
+            )
+
+    def _authenticate(self, request: Request) -> User:
+        token = _session_token(request)
+        user = self.sessions.user(token) if token else None
+        if user is None:
+            raise invalid_session()
+        return user
+
+    def _dispatch(
+        self, request: Request, body: bytes, version: str, rest: str, user: User
+    ) -> tuple[int, Any]:
+        for pattern, handlers in _ROUTES:
+            match = pattern.fullmatch(rest)
+            if match is None:
+                continue
+            handler = handlers.get(request.method)
+            if handler is None:
+                allowed = ",".join(sorted(handlers))
+                raise SalesforceError(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}",
+                )
+            call = Call(
+                request.method,
+                request.url.path,
+                match,
+                parse_qs(request.url.query, keep_blank_values=True),
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+                version,
+                user,
+            )
+            return handler(self, call)
+        raise not_found()
+
+    # -- helpers shared by handlers ---------------------------------------------------------------
+
+    def save_one(self, txn: Txn, obj: SObject, record: Any, record_id: str | None) -> str:
+        if not isinstance(record, dict):
+            raise SalesforceError(
+                400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from request body"
+            )
+        return self.org.save(txn, obj, record, record_id)
+
+    def upsert_one(
+        self, txn: Txn, obj: SObject, field_name: str, value: str, record: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """Create or update by external id: (Id, created)."""
+        f = self.engine.external_id_field(txn.user, obj, field_name)
+        key = f.encode(value)
+        vis, params = self.org.visibility(txn.user, obj, "t")
+        sql = (
+            f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t.{quote(f.name)} = ? AND t."IsDeleted" = 0 '
+            f"AND {vis} LIMIT 2"
+        )
+        matches = [r[0] for r in txn.conn.execute(sql, (key, *params))]
+        if len(matches) > 1:
+            raise SalesforceError(
+                300, "MULTIPLE_CHOICES", f"More than one record found for {f.name}: {value}"
+            )
+        body = {k: v for k, v in record.items() if k.lower() != f.name.lower()}
+        if matches:
+            return self.org.save(txn, obj, body, matches[0]), False
+        return self.org.save(txn, obj, {**body, f.name: value}), True
+
+
+def _session_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() not in ("bearer", "oauth") or not token:
+        token = request.headers.get("x-sfdc-session", "")
+    return token.strip()
+
+
+class _Dropped:
+    """A response cut off mid-body: status, headers and part of the body, then the connection drops."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def cut(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                body = message.get("body", b"")
+                await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+                raise ConnectionAbortedError("localorg fault injection: connection dropped")
+            await send(message)
+
+        await self.response(scope, receive, cut)
+
+
+def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(payload, separators=(",", ":")),
+        status,
+        headers=headers,
+        media_type="application/json;charset=UTF-8",
+    )
+
+
+# -- describe and limits ----------------------------------------------------------------------------
+
+
+@route(r"sobjects", "GET")
+def describe_global(api: Api, call: Call) -> tuple[int, Any]:
+    objects = [o.describe_global(call.version) for o in api.org.schema.objects.values()]
+    return 200, {"encoding": "UTF-8", "maxBatchSize": COLLECTION_LIMIT, "sobjects": objects}
+
+
+@route(r"sobjects/(?P<obj>\w+)/describe", "GET")
+def describe_object(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    return 200, api.org.schema.describe(obj, call.user.profile, call.version)
+
+
+@route(r"sobjects/(?P<obj>\w+)", "GET")
+def object_metadata(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    return 200, {"objectDescribe": obj.describe_global(call.version), "recentItems": []}
+
+
+@route(r"limits", "GET")
+def limits(api: Api, call: Call) -> tuple[int, Any]:
+    used = api.org.api_usage()
+    return 200, {"DailyApiRequests": {"Max": api.daily_limit, "Remaining": max(api.daily_limit - used, 0)}}
+
+
+# -- query ------------------------------------------------------------------------------------------
+
+
+@route(r"(?P<endpoint>query|queryAll)", "GET")
+def query(api: Api, call: Call) -> tuple[int, Any]:
+    soql = call.param("q")
+    if not soql:
+        raise SalesforceError(400, "MALFORMED_QUERY", "A query string has to be specified")
+    batch = batch_size(call.headers.get("sforce-query-options"))
+    return 200, api.engine.execute(call.user, soql, call.match["endpoint"] == "queryAll", batch, call.version)
+
+
+@route(r"(?:query|queryAll)/(?P<locator>01g[0-9A-Za-z]{12,15}-\d+)", "GET")
+def query_more(api: Api, call: Call) -> tuple[int, Any]:
+    batch = batch_size(call.headers.get("sforce-query-options"))
+    return 200, api.engine.more(call.user, call.match["locator"], batch, call.version)
+
+
+# -- single records ---------------------------------------------------------------------------------
+
+
+@route(r"sobjects/(?P<obj>\w+)", "POST")
+def create(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    with api.org.write(call.user) as txn:
+        record_id = api.save_one(txn, obj, call.json(), None)
+    return 201, {"id": record_id, "success": True, "errors": []}
+
+
+def _fields_param(call: Call) -> list[str] | None:
+    fields = call.param("fields")
+    return [f for f in fields.split(",") if f.strip()] if fields else None
+
+
+@route(r"sobjects/(?P<obj>\w+)/(?P<id>[^/]+)", "GET")
+def retrieve(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    return 200, api.engine.retrieve(call.user, obj, call.match["id"], _fields_param(call), call.version)
+
+
+def _record_id(obj: SObject, raw: str) -> str:
+    record_id = normalize_id(raw)
+    if record_id is None:
+        raise not_found(f"Provided external ID field does not exist or is not accessible: {raw}")
+    if not record_id.startswith(obj.key_prefix):
+        raise not_found()
+    return record_id
+
+
+@route(r"sobjects/(?P<obj>\w+)/(?P<id>[^/]+)", "PATCH")
+def update(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    with api.org.write(call.user) as txn:
+        api.save_one(txn, obj, call.json(), _record_id(obj, call.match["id"]))
+    return 204, None
+
+
+@route(r"sobjects/(?P<obj>\w+)/(?P<id>[^/]+)", "DELETE")
+def delete(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    with api.org.write(call.user) as txn:
+        api.org.delete(txn, obj, _record_id(obj, call.match["id"]))
+    return 204, None
+
+
+@route(r"sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", "GET")
+def retrieve_by_external_id(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    return 200, api.engine.retrieve_by_external_id(
+        call.user, obj, call.match["field"], call.match["value"], _fields_param(call), call.version
+    )
+
+
+@route(r"sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", "PATCH")
+def upsert(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    record = call.json()
+    if not isinstance(record, dict):
+        raise SalesforceError(
+            400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from request body"
+        )
+    with api.org.write(call.user) as txn:
+        record_id, created = api.upsert_one(txn, obj, call.match["field"], call.match["value"], record)
+    if created:
+        return 201, {"id": record_id, "success": True, "errors": [], "created": True}
+    # From API v46.0 an update through upsert answers 200 with a body; before, 204.
+    if float(call.version) < 46:
+        return 204, None
+    return 200, {"id": record_id, "success": True, "errors": [], "created": False}
+
+
+# -- replication: updated / deleted -----------------------------------------------------------------
+
+
+def _window(call: Call) -> tuple[int, int]:
+    """start/end truncated to the minute, checked as Salesforce checks them; end clamped to now."""
+    bounds = []
+    for name in ("start", "end"):
+        raw = call.param(name)
+        if not raw:
+            raise SalesforceError(400, "MISSING_ARGUMENT", f"Missing required parameter: {name}")
+        try:
+            bounds.append(parse_datetime(raw) // _MINUTE * _MINUTE)
+        except ValueError:
+            raise SalesforceError(400, "INVALID_REPLICATION_DATE", f"Invalid {name} date: {raw}") from None
+    start, end = bounds
+    now = now_ms() // _MINUTE * _MINUTE
+    if end <= start:
+        raise SalesforceError(
+            400,
+            "INVALID_REPLICATION_DATE",
+            "startDate must chronologically precede endDate by more than one minute",
+        )
+    if start < now - REPLICATION_DAYS * 86_400_000:
+        raise SalesforceError(400, "INVALID_REPLICATION_DATE", "startDate cannot be more than 30 days ago")
+    return start, min(end, now)
+
+
+@route(r"sobjects/(?P<obj>\w+)/updated", "GET")
+def updated(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    start, latest = _window(call)
+    vis, params = api.org.visibility(call.user, obj, "t")
+    sql = (
+        f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t."SystemModstamp" >= ? AND t."SystemModstamp" < ? '
+        f'AND t."IsDeleted" = 0 AND {vis} ORDER BY t."SystemModstamp", t.rowid'
+    )
+    ids = [r[0] for r in api.org.conn().execute(sql, (start, latest, *params))]
+    return 200, {"ids": ids, "latestDateCovered": format_datetime(latest)}
+
+
+@route(r"sobjects/(?P<obj>\w+)/deleted", "GET")
+def deleted(api: Api, call: Call) -> tuple[int, Any]:
+    obj = api.sobject(call.match["obj"])
+    start, latest = _window(call)
+    rows = api.org.deleted_records(call.user, obj, start, latest)
+    return 200, {
+        "deletedRecords": [{"id": record_id, "deletedDate": format_datetime(ms)} for record_id, ms in rows],
+        "earliestDateAvailable": format_datetime(api.org.earliest_deleted_available() // _MINUTE * _MINUTE),
+        "latestDateCovered": format_datetime(latest),
+    }
+
+
+# -- sObject Collections ----------------------------------------------------------------------------
+
+
+class _RolledBack(Exception):
+    """Raised inside the write transaction to undo an allOrNone request that had failures."""
+
+
+def _collection(api: Api, call: Call, work: list[Callable[[Txn], dict[str, Any]]], all_or_none: bool) -> list:
+    """Run one callable per record in one transaction; per-record results in request order."""
+    if len(work) > COLLECTION_LIMIT:
+        raise SalesforceError(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"Record limit reached. Cannot submit more than {COLLECTION_LIMIT} records into this call",
+        )
+    results: list[dict[str, Any]] = []
+    failed = False
+    try:
+        with api.org.write(call.user) as txn:
+            for item in work:
+                try:
+                    with api.org.savepoint(txn):
+                        results.append(item(txn))
+                except SalesforceError as exc:
+                    failed = True
+                    results.append({"success": False, "errors": [e.as_result() for e in record_errors(exc)]})
+            if failed and all_or_none:
+                raise _RolledBack
+    except _RolledBack:
+        results = [
+            r if not r["success"] else {"success": False, "errors": [_ROLLED_BACK.as_result()]}
+            for r in results
+        ]
+    return results
+
+
+def _records(call: Call) -> tuple[list[Any], bool]:
+    body = call.json()
+    if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        raise SalesforceError(
+            400, "JSON_PARSER_ERROR", 'The request body must be {"allOrNone":..,"records":[..]}'
+        )
+    return body["records"], bool(body.get("allOrNone", False))
+
+
+def _typed(api: Api, record: Any) -> tuple[SObject, dict[str, Any]]:
+    attributes = record.get("attributes") if isinstance(record, dict) else None
+    name = attributes.get("type") if isinstance(attributes, dict) else None
+    if not name:
+        raise SalesforceError(400, "INVALID_TYPE", "Must send a concrete entity type.", [])
+    obj = api.org.schema.get(name)
+    if obj is None:
+        raise SalesforceError(400, "INVALID_TYPE", f"sObject type '{name}' is not supported.", [])
+    return obj, {k: v for k, v in record.items() if k != "attributes"}
+
+
+@route(r"composite/sobjects", "POST")
+def collection_create(api: Api, call: Call) -> tuple[int, Any]:
+    records, all_or_none = _records(call)
+
+    def create_one(record: Any) -> Callable[[Txn], dict[str, Any]]:
+        def run(txn: Txn) -> dict[str, Any]:
+            obj, values = _typed(api, record)
+            return {"id": api.org.save(txn, obj, values), "success": True, "errors": []}
+
+        return run
+
+    return 200, _collection(api, call, [create_one(r) for r in records], all_or_none)
+
+
+@route(r"composite/sobjects", "PATCH")
+def collection_update(api: Api, call: Call) -> tuple[int, Any]:
+    records, all_or_none = _records(call)
+
+    def update_one(record: Any) -> Callable[[Txn], dict[str, Any]]:
+        def run(txn: Txn) -> dict[str, Any]:
+            obj, values = _typed(api, record)
+            raw_id = next((v for k, v in values.items() if k.lower() == "id"), None)
+            if not raw_id:
+                raise SalesforceError(400, "MISSING_ARGUMENT", "Id not specified in an update call", [])
+            values = {k: v for k, v in values.items() if k.lower() != "id"}
+            return {
+                "id": api.org.save(txn, obj, values, _record_id(obj, str(raw_id))),
+                "success": True,
+                "errors": [],
+            }
+
+        return run
+
+    return 200, _collection(api, call, [update_one(r) for r in records], all_or_none)
+
+
+@route(r"composite/sobjects/(?P<obj>\w+)/(?P<field>\w+)", "PATCH")
+def collection_upsert(api: Api, call: Call) -> tuple[int, Any]:
+    records, all_or_none = _records(call)
+    obj = api.sobject(call.match["obj"])
+    f = api.engine.external_id_field(call.user, obj, call.match["field"])
+
+    def upsert_one(record: Any) -> Callable[[Txn], dict[str, Any]]:
+        def run(txn: Txn) -> dict[str, Any]:
+            typed, values = _typed(api, record)
+            if typed is not obj:
+                raise SalesforceError(
+                    400, "INVALID_TYPE", f"Record type {typed.name} does not match {obj.name}", []
+                )
+            key = next((v for k, v in values.items() if k.lower() == f.name.lower()), None)
+            if key is None:
+                raise SalesforceError(400, "MISSING_ARGUMENT", f"{f.name} not specified", [])
+            record_id, created = api.upsert_one(txn, obj, f.name, str(key), values)
+            return {"id": record_id, "success": True, "errors": [], "created": created}
+
+        return run
+
+    return 200, _collection(api, call, [upsert_one(r) for r in records], all_or_none)
+
+
+@route(r"composite/sobjects", "DELETE")
+def collection_delete(api: Api, call: Call) -> tuple[int, Any]:
+    ids = [i for i in (call.param("ids") or "").split(",") if i]
+    all_or_none = (call.param("allOrNone") or "false").lower() == "true"
+
+    def delete_one(raw: str) -> Callable[[Txn], dict[str, Any]]:
+        def run(txn: Txn) -> dict[str, Any]:
+            record_id = normalize_id(raw)
+            obj = api.org.schema.by_prefix(record_id) if record_id else None
+            if record_id is None or obj is None:
+                raise SalesforceError(400, "MALFORMED_ID", f"malformed id {raw}", [])
+            api.org.delete(txn, obj, record_id)
+            return {"id": record_id, "success": True, "errors": []}
+
+        return run
+
+    results = _collection(api, call, [delete_one(i) for i in ids], all_or_none)
+    for raw, result in zip(ids, results, strict=True):
+        result.setdefault("id", normalize_id(raw) or raw)
+    return 200, results
+
+
+# -- Bulk API 2.0 -----------------------------------------------------------------------------------
+
+
+@route(r"jobs/(?P<kind>query|ingest)", "POST")
+def bulk_create(api: Api, call: Call) -> tuple[int, Any]:
+    create = api.bulk.create_query if call.match["kind"] == "query" else api.bulk.create_ingest
+    return 200, create(call.user, call.json(), call.version, call.path)
+
+
+@route(r"jobs/(?P<kind>query|ingest)", "GET")
+def bulk_list(api: Api, call: Call) -> tuple[int, Any]:
+    return 200, api.bulk.list(call.user, call.match["kind"])
+
+
+@route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "GET")
+def bulk_info(api: Api, call: Call) -> tuple[int, Any]:
+    return 200, api.bulk.get(call.user, call.match["kind"], call.match["job"]).info()
+
+
+@route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "PATCH")
+def bulk_state(api: Api, call: Call) -> tuple[int, Any]:
+    job = api.bulk.get(call.user, call.match["kind"], call.match["job"])
+    body = call.json()
+    if job.kind == "ingest":
+        return 200, api.bulk.set_state(job, body)
+    if not isinstance(body, dict) or body.get("state") != "Aborted":
+        raise SalesforceError(400, "INVALIDJOBSTATE", "A query job can only be set to Aborted")
+    return 200, api.bulk.abort(job)
+
+
+@route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "DELETE")
+def bulk_delete(api: Api, call: Call) -> tuple[int, Any]:
+    api.bulk.delete(api.bulk.get(call.user, call.match["kind"], call.match["job"]))
+    return 204, None
+
+
+@route(r"jobs/query/(?P<job>\w+)/results", "GET")
+def bulk_query_results(api: Api, call: Call) -> tuple[int, Any]:
+    job = api.bulk.get(call.user, "query", call.match["job"])
+    body, headers = api.bulk.results(job, call.param("locator"), call.param("maxRecords"))
+    return 200, StreamingResponse(body, 200, headers, media_type="text/csv")
+
+
+@route(r"jobs/ingest/(?P<job>\w+)/batches", "PUT")
+def bulk_upload(api: Api, call: Call) -> tuple[int, Any]:
+    api.bulk.upload(api.bulk.get(call.user, "ingest", call.match["job"]), call.body)
+    return 201, Response(status_code=201)
+
+
+@route(r"jobs/ingest/(?P<job>\w+)/(?P<results>successfulResults|failedResults|unprocessedRecords)", "GET")
+def bulk_ingest_results(api: Api, call: Call) -> tuple[int, Any]:
+    job = api.bulk.get(call.user, "ingest", call.match["job"])
+    return 200, StreamingResponse(
+        api.bulk.ingest_results(job, call.match["results"]), 200, media_type="text/csv"
+    )
+
+
+def create_app(org: Org, session_timeout: float, daily_api_requests: int) -> Starlette:
+    """The ASGI app serving ``org``."""
+    api = Api(org, session_timeout, daily_api_requests)
+    methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
+    return Starlette(routes=[Route("/{path:path}", api.__call__, methods=methods)])

@@ -1,0 +1,147 @@
+"""Run a local org in a subprocess, for tests, benchmarks and the demo.
+
+with running_org(tmp_path / "org") as org:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(org.ca_file))
+    sf = Salesforce(**org.salesforce_kwargs("integration"))
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .admin import admin_token
+from .connection import Connection, ensure_certificates
+from .orgdef import DEFAULT_ORG_FILE, OrgDef, UserDef, load_org
+
+
+@dataclass(frozen=True)
+class RunningOrg:
+    """A started local org; users are named by the local part of their username ("integration")."""
+
+    port: int
+    data_dir: Path
+    ca_file: Path
+    definition: OrgDef
+    log_file: Path
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def credentials(self) -> dict[str, UserDef]:
+        return {u.username.split("@")[0]: u for u in self.definition.users}
+
+    def connection(self, user: str = "integration") -> Connection:
+        return Connection(self.port, self.credentials[user])
+
+    def salesforce_kwargs(self, user: str = "integration") -> dict[str, str]:
+        return self.connection(user).salesforce_kwargs()
+
+    def airflow_conn_json(self, user: str = "integration") -> str:
+        return self.connection(user).airflow_json()
+
+    def airflow_conn_uri(self, user: str = "integration") -> str:
+        return self.connection(user).airflow_uri()
+
+    def admin(self, path: str, body: object = None, method: str = "POST") -> tuple[int, object]:
+        """Call ``/localorg/admin/<path>`` with the data directory's admin token: (status, JSON)."""
+        request = urllib.request.Request(
+            f"{self.base_url}/localorg/admin/{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={
+                "X-Localorg-Admin-Token": admin_token(self.data_dir),
+                "Content-Type": "application/json",
+            },
+        )
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        try:
+            with urllib.request.urlopen(request, context=context) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+def sample_lead(**fields: object) -> dict[str, object]:
+    """A Lead body that passes the org's validation (required fields and the Email-or-Phone rule)."""
+    return {"LastName": "Lovelace", "Company": "Analytical Engines", "Email": "ada@example.com", **fields}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_org(
+    data_dir: Path,
+    *,
+    session_timeout: float | None = None,
+    api_limit: int | None = None,
+    org_file: Path = DEFAULT_ORG_FILE,
+    startup_timeout: float = 30.0,
+) -> Iterator[RunningOrg]:
+    """Start ``python -m localorg serve`` on a free port, wait until it answers, stop it on exit."""
+    ca_file, _ = ensure_certificates(data_dir)
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "localorg",
+        "serve",
+        "--port",
+        str(port),
+        "--data",
+        str(data_dir),
+        "--org",
+        str(org_file),
+    ]
+    if session_timeout is not None:
+        command += ["--session-timeout", str(session_timeout)]
+    if api_limit is not None:
+        command += ["--api-limit", str(api_limit)]
+    log_file = data_dir / f"server-{port}.log"
+    src_root = Path(__file__).resolve().parents[1]
+    with log_file.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=src_root)
+    try:
+        _wait_until_ready(process, port, ca_file, log_file, startup_timeout)
+        yield RunningOrg(port, data_dir, ca_file, load_org(org_file), log_file)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], port: int, ca_file: Path, log_file: Path, timeout: float
+) -> None:
+    context = ssl.create_default_context(cafile=str(ca_file))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"localorg exited with {process.returncode}:\n{log_file.read_text()}")
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{port}/services/data/", context=context, timeout=2
+            ):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"localorg did not answer within {timeout}s:\n{log_file.read_text()}")

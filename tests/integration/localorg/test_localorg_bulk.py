@@ -1,0 +1,194 @@
+"""Bulk API 2.0 query and ingest jobs through the real simple-salesforce client (sf.bulk2)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceOperationError
+
+from localorg.testing import RunningOrg
+from localorg.testing import sample_lead as lead
+
+pytestmark = pytest.mark.integration
+
+
+def rows(pages: list[str]) -> list[dict[str, str]]:
+    return [row for page in pages for row in csv.DictReader(io.StringIO(page))]
+
+
+def raw(sf: Salesforce, method: str, path: str, **kw: object) -> requests.Response:
+    url = f"{sf.base_url}{path}"
+    return requests.request(method, url, headers={"Authorization": f"Bearer {sf.session_id}"}, **kw)
+
+
+def test_query_pages_with_locator_and_csv_format(sf: Salesforce, unique: Callable[[], str]) -> None:
+    company = unique()
+    account = sf.Account.create({"Name": f"Bulk {company}"})["id"]
+    for i in range(5):
+        sf.Lead.create(lead(Company=company, LastName=f'Quote "{i}", Esq.', HasOptedOutOfEmail=i == 0))
+    sf.Contact.create({"LastName": company, "AccountId": account})
+    soql = (
+        f"SELECT Id, LastName, HasOptedOutOfEmail, CreatedDate, Title FROM Lead WHERE Company = '{company}'"
+    )
+    pages = list(sf.bulk2.Lead.query(soql, max_records=2, wait=0))
+    assert len(pages) == 3  # 2 + 2 + 1: the last page answers Sforce-Locator: null
+    assert pages[0].splitlines()[0] == '"Id","LastName","HasOptedOutOfEmail","CreatedDate","Title"'
+    records = rows(pages)
+    assert [r["LastName"] for r in records] == [f'Quote "{i}", Esq.' for i in range(5)]
+    assert [r["HasOptedOutOfEmail"] for r in records] == ["true", "false", "false", "false", "false"]
+    assert records[0]["Title"] == ""  # null is an empty field
+    assert records[0]["CreatedDate"].endswith("Z") and len(records[0]["CreatedDate"]) == 24
+    line = pages[0].splitlines()[1]
+    assert line.startswith('"00Q') and line.endswith('",')  # values quoted, the null title empty
+    parent = rows(
+        list(sf.bulk2.Contact.query(f"SELECT Account.Name FROM Contact WHERE LastName = '{company}'", wait=0))
+    )
+    assert parent == [{"Account.Name": f"Bulk {company}"}]
+
+
+def test_query_all_visibility_and_unsupported_soql(
+    sf: Salesforce, hidden: Salesforce, unique: Callable[[], str]
+) -> None:
+    company = unique()
+    mine = sf.Lead.create(lead(Company=company))["id"]
+    gone = sf.Lead.create(lead(Company=company))["id"]
+    hidden.Lead.create(lead(Company=company))
+    sf.Lead.delete(gone)
+    soql = f"SELECT Id, IsDeleted FROM Lead WHERE Company = '{company}'"
+    assert {r["Id"] for r in rows(list(sf.bulk2.Lead.query(soql, wait=0)))} == {mine}
+    every = rows(list(sf.bulk2.Lead.query_all(soql, wait=0)))
+    assert {(r["Id"], r["IsDeleted"]) for r in every} == {(mine, "false"), (gone, "true")}
+    for bad, code in [
+        ("SELECT COUNT() FROM Lead", "INVALIDJOB"),
+        ("SELECT Id FROM Lead OFFSET 5", "INVALIDJOB"),
+        ("SELECT Internal_Rating__c FROM Lead", "INVALID_FIELD"),
+        ("SELECT Id FROM", "MALFORMED_QUERY"),
+    ]:
+        response = raw(sf, "POST", "jobs/query", json={"operation": "query", "query": bad})
+        assert (response.status_code, response.json()[0]["errorCode"]) == (400, code), bad
+
+
+def test_query_job_lifecycle_delimiters_and_download(
+    sf: Salesforce, tmp_path: Path, unique: Callable[[], str]
+) -> None:
+    company = unique()
+    for i in range(3):
+        sf.Lead.create(lead(Company=company, FirstName=f"F{i}"))
+    soql = f"SELECT FirstName, Company FROM Lead WHERE Company = '{company}'"
+    job = raw(
+        sf,
+        "POST",
+        "jobs/query",
+        json={"operation": "query", "query": soql, "columnDelimiter": "SEMICOLON", "lineEnding": "CRLF"},
+    ).json()
+    assert job["state"] == "UploadComplete" and job["id"].startswith("750")
+    sf.bulk2.Lead._client.wait_for_job(job["id"], True, 0)
+    info = raw(sf, "GET", f"jobs/query/{job['id']}").json()
+    assert (info["state"], info["numberRecordsProcessed"], info["jobType"]) == ("JobComplete", 3, "V2Query")
+    page = raw(sf, "GET", f"jobs/query/{job['id']}/results", params={"maxRecords": 2})
+    assert page.headers["Sforce-NumberOfRecords"] == "2" and page.headers["Sforce-Locator"] != "null"
+    assert page.text.startswith('"FirstName";"Company"\r\n"F0";')
+    last = raw(
+        sf, "GET", f"jobs/query/{job['id']}/results", params={"locator": page.headers["Sforce-Locator"]}
+    )
+    assert (last.headers["Sforce-NumberOfRecords"], last.headers["Sforce-Locator"]) == ("1", "null")
+    assert job["id"] in {j["id"] for j in raw(sf, "GET", "jobs/query").json()["records"]}
+    aborted = raw(sf, "PATCH", f"jobs/query/{job['id']}", json={"state": "Aborted"})
+    assert (aborted.status_code, aborted.json()[0]["errorCode"]) == (400, "INVALIDJOBSTATE")
+    assert raw(sf, "DELETE", f"jobs/query/{job['id']}").status_code == 204
+    assert raw(sf, "GET", f"jobs/query/{job['id']}").status_code == 404
+    results = sf.bulk2.Lead.download(soql, str(tmp_path), max_records=2, wait=0)
+    assert [r["number_of_records"] for r in results] == [2, 1]
+    assert sum(len(rows([Path(r["file"]).read_text()])) for r in results) == 3
+
+
+def test_ingest_insert_reports_successes_and_failures(sf: Salesforce, unique: Callable[[], str]) -> None:
+    company = unique()
+    records = [
+        {"LastName": "Good", "Company": company, "Email": "good@example.com", "DoNotCall": "true"},
+        {"LastName": "", "Company": company, "Email": "nolast@example.com", "DoNotCall": "false"},
+        {"LastName": "BadMail", "Company": company, "Email": "nope", "DoNotCall": ""},
+    ]
+    [summary] = sf.bulk2.Lead.insert(records=records, wait=0)
+    assert (summary["numberRecordsProcessed"], summary["numberRecordsFailed"]) == (3, 1 + 1)
+    results = sf.bulk2.Lead.get_all_ingest_records(summary["job_id"])
+    [ok] = results["successfulRecords"]
+    assert ok["sf__Created"] == "true" and ok["LastName"] == "Good"
+    assert sf.Lead.get(ok["sf__Id"])["DoNotCall"] is True
+    errors = {r["Email"]: r["sf__Error"] for r in results["failedRecords"]}
+    assert (
+        errors["nolast@example.com"]
+        == "REQUIRED_FIELD_MISSING:Required fields are missing: [LastName]:LastName --"
+    )
+    assert errors["nope"].startswith("INVALID_EMAIL_ADDRESS:")
+    assert results["unprocessedRecords"] == []
+
+
+def test_ingest_update_upsert_delete(sf: Salesforce, unique: Callable[[], str]) -> None:
+    key, company = unique(), unique()
+    [created] = sf.bulk2.Lead.upsert(
+        records=[{**lead(Company=company), "Warehouse_Id__c": key, "Title": "CTO"}],
+        external_id_field="Warehouse_Id__c",
+        wait=0,
+    )
+    record = sf.Lead.get_by_custom_id("Warehouse_Id__c", key)
+    sf.bulk2.Lead.upsert(
+        records=[{"Warehouse_Id__c": key, "City": "Oslo"}], external_id_field="Warehouse_Id__c", wait=0
+    )
+    # An empty field leaves the value alone; #N/A sets it to null.
+    sf.bulk2.Lead.update(records=[{"Id": record["Id"], "Title": "#N/A", "City": ""}], wait=0)
+    after = sf.Lead.get(record["Id"])
+    assert (after["Title"], after["City"]) == (None, "Oslo")
+    [deleted] = sf.bulk2.Lead.delete(records=[{"Id": record["Id"]}, {"Id": "00Q8c0000009999"}], wait=0)
+    assert (deleted["numberRecordsProcessed"], deleted["numberRecordsFailed"]) == (2, 1)
+    assert created["numberRecordsFailed"] == 0
+    assert (
+        sf.query_all(f"SELECT IsDeleted FROM Lead WHERE Id = '{record['Id']}'", include_deleted=True)[
+            "records"
+        ][0]["IsDeleted"]
+        is True
+    )
+
+
+def test_hard_delete_needs_the_permission(
+    sf: Salesforce, admin: Salesforce, unique: Callable[[], str]
+) -> None:
+    record = sf.Lead.create(lead(Company=unique()))["id"]
+    refused = raw(sf, "POST", "jobs/ingest", json={"object": "Lead", "operation": "hardDelete"})
+    assert (refused.status_code, refused.json()[0]["errorCode"]) == (400, "FEATURENOTENABLED")
+    [result] = admin.bulk2.Lead.hard_delete(records=[{"Id": record}], wait=0)
+    assert result["numberRecordsFailed"] == 0
+    assert sf.query_all(f"SELECT Id FROM Lead WHERE Id = '{record}'", include_deleted=True)["totalSize"] == 0
+
+
+def test_ingest_job_protocol_errors(sf: Salesforce) -> None:
+    job = raw(sf, "POST", "jobs/ingest", json={"object": "Lead", "operation": "insert"}).json()
+    assert job["state"] == "Open"
+    url = f"jobs/ingest/{job['id']}/batches"
+    data = "LastName,Company,Email,Bogus__c\nX,Y,x@example.com,1\n"
+    assert raw(sf, "PUT", url, data=data).status_code == 201
+    again = raw(sf, "PUT", url, data=data)
+    assert again.json()[0]["errorCode"] == "BULK_API_ERROR"
+    raw(sf, "PATCH", f"jobs/ingest/{job['id']}", json={"state": "UploadComplete"})
+    with pytest.raises(SalesforceOperationError, match="InvalidBatch : Field name not found : Bogus__c"):
+        sf.bulk2.Lead._client.wait_for_job(job["id"], False, 0)
+    unprocessed = raw(sf, "GET", f"jobs/ingest/{job['id']}/unprocessedRecords").text
+    assert unprocessed == data
+    missing = raw(sf, "POST", "jobs/ingest", json={"object": "Nope__c", "operation": "insert"})
+    assert missing.json()[0]["errorCode"] == "INVALIDJOB"
+
+
+def test_rest_and_bulk_counts_agree(sf: Salesforce, local_org: RunningOrg, unique: Callable[[], str]) -> None:
+    company = unique()
+    sf.bulk2.Lead.insert(records=[lead(Company=company, LastName=f"N{i}") for i in range(450)], wait=0)
+    assert sf.query(f"SELECT COUNT() FROM Lead WHERE Company = '{company}'")["totalSize"] == 450
+    pages = list(
+        sf.bulk2.Lead.query(f"SELECT Id FROM Lead WHERE Company = '{company}'", max_records=200, wait=0)
+    )
+    assert [len(p.splitlines()) - 1 for p in pages] == [200, 200, 50]
