@@ -86,3 +86,40 @@ def warehouse_url(postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> Iter
     yield make_conninfo(postgres_server, dbname=name)
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def local_org(tmp_path_factory: pytest.TempPathFactory):
+    """A running local org; ``salesforce_default`` is its integration (sync) user, over verified TLS."""
+    from localorg.testing import running_org
+
+    with running_org(tmp_path_factory.mktemp("localorg")) as org, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REQUESTS_CA_BUNDLE", str(org.ca_file))
+        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", org.airflow_conn_json("integration"))
+        yield org
+
+
+@pytest.fixture(scope="session")
+def connect(local_org):
+    """A logged-in simple-salesforce client (SOAP login through the domain trick) for a user of the org."""
+    from simple_salesforce import Salesforce
+
+    return lambda user: Salesforce(**local_org.salesforce_kwargs(user))
+
+
+@pytest.fixture(scope="session")
+def sf(connect):
+    """The integration (sync) user: what it reads is what the warehouse must hold."""
+    return connect("integration")
+
+
+@pytest.fixture(scope="session")
+def admin(connect):
+    """A System Administrator, who sees and changes everything."""
+    return connect("admin")
+
+
+@pytest.fixture(scope="session")
+def hidden(connect):
+    """A user in the Confidential role, whose records the integration user must not see."""
+    return connect("hidden")

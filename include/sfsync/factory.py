@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
+from sfsync.assets import table_asset
 from sfsync.defaults import DAG_DEFAULTS, SYNC_SCHEDULE
 from sfsync.registry import Registry, SyncObject
-from sfsync.tasks import prepare_warehouse
+from sfsync.tasks import extract_deltas, merge_into_target, prepare_warehouse, reconcile_ids
 
 FULL_LOAD_DAG_ID = "sf_full_load"
 
@@ -29,7 +30,10 @@ def build_sync_dag(entry: SyncObject) -> DAG:
         tags=["sfsync", entry.direction],
         **DAG_DEFAULTS,
     ) as dag:
-        prepare_warehouse()
+        extracted = extract_deltas(entry.sobject)
+        merged = merge_into_target.override(outlets=[table_asset(entry)])(entry.sobject, extracted)  # type: ignore[arg-type]  # an XComArg at parse time
+        prepare_warehouse() >> extracted
+        merged >> reconcile_ids(entry.sobject)
     return dag
 
 

@@ -90,11 +90,26 @@ class SyncObject(BaseModel):
         return f"sf_sync__{self.table}"
 
 
-class Registry(BaseModel):
-    """Every synced object, in file order."""
+class SyncSettings(BaseModel):
+    """Settings shared by every object (the ``settings:`` block of the registry file)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Each window starts this long before the last one ended: a transaction that committed late carries
+    #: a SystemModstamp from before it became visible, and the lookback catches it on the next run.
+    lookback_seconds: int = Field(default=300, ge=0)
+    #: Above this share of the org's daily API limit, runs skip extraction instead of spending the rest.
+    api_budget_share: float = Field(default=0.8, gt=0, le=1)
+    #: How often every Id is compared with Salesforce, to flag hard-deleted and purged records.
+    reconcile_every_hours: float = Field(default=24, gt=0)
+
+
+class Registry(BaseModel):
+    """Every synced object, in file order, and the shared settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    settings: SyncSettings = SyncSettings()
     objects: tuple[SyncObject, ...]
 
     @model_validator(mode="after")

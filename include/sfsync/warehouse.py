@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import cast
 
 import psycopg
+from psycopg import sql
+
+from sfsync.transforms import Column, widen
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
 # Any fixed 64-bit key works; it only has to be the same for every process that migrates this warehouse.
@@ -105,3 +109,162 @@ def connect(conn_id: str) -> psycopg.Connection:
     )  # psycopg 3 with SQLA 2
     conn.autocommit = True  # transactions are explicit (conn.transaction()), never implicit
     return conn
+
+
+SQL_DIR = MIGRATIONS_DIR.parent
+OBJECT_SCHEMA = "salesforce"
+# Bookkeeping columns; Salesforce field names never start with an underscore, so these cannot clash.
+SYNCED_AT, DELETED_AT, ROW_ID = "_sfsync_synced_at", "_sfsync_deleted_at", "_sfsync_row_id"
+_PG_TYPE_NAMES = {"timestamp with time zone": "timestamptz", "time without time zone": "time"}
+
+
+def statement(name: str) -> sql.SQL:
+    """A statement from ``include/sql`` (``"merge/upsert"``), read once."""
+    return sql.SQL(_read_sql(name))  # type: ignore[arg-type]  # our own files, not user input
+
+
+@cache
+def _read_sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def table_columns(conn: psycopg.Connection, table: str, schema: str = OBJECT_SCHEMA) -> dict[str, str]:
+    """The columns of ``schema.table`` and their types (empty when the table does not exist)."""
+    found = conn.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum""",
+        [schema, table],
+    ).fetchall()
+    return {name: _PG_TYPE_NAMES.get(kind, kind) for name, kind in cast(list[tuple[str, str]], found)}
+
+
+def ensure_table(
+    conn: psycopg.Connection, table: str, columns: list[Column], bidirectional: bool
+) -> list[str]:
+    """Create ``salesforce.<table>``, or add new columns and widen changed ones; return what changed.
+
+    Columns are never dropped: a field that disappears or becomes invisible keeps its data and stops
+    updating. Bidirectional tables take rows written in the warehouse before Salesforce gives them an Id,
+    so their ``id`` is unique but nullable, under a surrogate key.
+    """
+    target = sql.Identifier(OBJECT_SCHEMA, table)
+    changes = []
+    with conn.transaction():
+        # Serialises schema changes of one table across DAG runs (the incremental sync and the full load).
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"sfsync.table.{table}"])
+        existing = table_columns(conn, table)
+        if not existing:
+            key = (
+                [sql.SQL("{} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY").format(sql.Identifier(ROW_ID))]
+                if bidirectional
+                else []
+            )
+            definitions = key + [
+                sql.SQL("{} {}{}").format(
+                    sql.Identifier(c.name),
+                    sql.SQL(c.pg_type),  # type: ignore[arg-type]  # from transforms.pg_type, not input
+                    sql.SQL(" UNIQUE" if bidirectional else " PRIMARY KEY")
+                    if c.name == "id"
+                    else sql.SQL(""),
+                )
+                for c in columns
+            ]
+            definitions += [
+                sql.SQL("{} timestamptz").format(sql.Identifier(n)) for n in (SYNCED_AT, DELETED_AT)
+            ]
+            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(definitions)))
+            return [f"created {OBJECT_SCHEMA}.{table} with {len(columns)} columns"]
+        for column in columns:
+            current = existing.get(column.name)
+            if current is None:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        target,
+                        sql.Identifier(column.name),
+                        sql.SQL(column.pg_type),  # type: ignore[arg-type]
+                    )
+                )
+                changes.append(f"added {column.name} {column.pg_type}")
+            elif (wider := widen(current, column.pg_type)) != current:
+                name = sql.Identifier(column.name)
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
+                        target,
+                        name,
+                        sql.SQL(wider),
+                        name,
+                        sql.SQL(wider),  # type: ignore[arg-type]
+                    )
+                )
+                changes.append(f"widened {column.name} from {current} to {wider}")
+    return changes
+
+
+def staging_table(table: str, run_id: str) -> str:
+    """The per-run staging table of ``table`` (in schema sfsync), the same on every retry of the run."""
+    return f"stage__{table}__{hashlib.sha1(run_id.encode()).hexdigest()[:10]}"
+
+
+def create_staging(conn: psycopg.Connection, table: str, staging: str, names: list[str]) -> None:
+    """An empty, unlogged copy of the target's ``names`` columns (replacing a failed attempt's)."""
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("sfsync", staging)))
+    conn.execute(
+        sql.SQL("CREATE UNLOGGED TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
+            sql.Identifier("sfsync", staging), _names(names), sql.Identifier(OBJECT_SCHEMA, table)
+        )
+    )
+
+
+def copy_rows(conn: psycopg.Connection, staging: str, names: list[str], rows: Iterable[tuple]) -> int:
+    """COPY ``rows`` into the staging table; return how many."""
+    count = 0
+    with conn.cursor() as cursor, cursor.copy(_copy(staging, names, sql.SQL(""))) as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def copy_csv(conn: psycopg.Connection, staging: str, names: list[str], pages: Iterable[str]) -> int:
+    """COPY CSV pages (each with its header row, as the Bulk API returns them); return the row count."""
+    # Salesforce has no empty strings, and its CSV quotes empty values: FORCE_NULL reads them as NULL.
+    options = sql.SQL("WITH (FORMAT csv, HEADER true, FORCE_NULL ({}))").format(_names(names))
+    count = 0
+    for page in pages:
+        with conn.cursor() as cursor:
+            with cursor.copy(_copy(staging, names, options)) as copy:
+                copy.write(page)
+            count += cursor.rowcount
+    return count
+
+
+def merge_staged(conn: psycopg.Connection, table: str, staging: str, names: list[str]) -> dict[str, int]:
+    """Merge a staging table into its object table (see ``merge/upsert.sql``); return the counters."""
+    updates = sql.SQL(", ").join(
+        sql.SQL("{} = excluded.{}").format(sql.Identifier(n), sql.Identifier(n)) for n in names if n != "id"
+    )
+    query = statement("merge/upsert").format(
+        columns=_names(names),
+        staging=sql.Identifier("sfsync", staging),
+        target=sql.Identifier(OBJECT_SCHEMA, table),
+        updates=updates,
+    )
+    incoming, new, updated, deleted = conn.execute(query).fetchone()  # type: ignore[misc]
+    return {"new": new, "updated": updated, "deleted": deleted, "skipped": incoming - new - updated - deleted}
+
+
+def drop_staging(conn: psycopg.Connection, staging: str) -> None:
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("sfsync", staging)))
+
+
+def _names(names: list[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def _copy(staging: str, names: list[str], options: sql.Composable) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN {}").format(
+        sql.Identifier("sfsync", staging), _names(names), options
+    )

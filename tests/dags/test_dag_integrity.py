@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from airflow.models import DagBag
 
-from sfsync.defaults import APPROVED_TAGS
+from sfsync.defaults import APPROVED_TAGS, SALESFORCE_POOL
 from sfsync.registry import load_registry
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -55,10 +55,29 @@ def test_direction_tag_follows_the_registry(dagbag):
         assert entry.direction in dagbag.dags[entry.dag_id].tags
 
 
-@pytest.mark.parametrize("dag_id", [*EXPECTED_SYNC_DAGS, "sf_full_load"])
-def test_structure(dagbag, dag_id):
-    """Only tasks that really exist: until the sync lands, each DAG only prepares the warehouse."""
+@pytest.mark.parametrize("dag_id", EXPECTED_SYNC_DAGS)
+def test_sync_dag_structure(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {
+        "prepare_warehouse": {"extract_deltas"},
+        "extract_deltas": {"merge_into_target"},
+        "merge_into_target": {"reconcile_ids"},
+        "reconcile_ids": set(),
+    }
+
+
+@pytest.mark.parametrize("dag_id", EXPECTED_SYNC_DAGS)
+def test_salesforce_calls_go_through_the_pool_and_merges_publish_the_table(dagbag, dag_id):
+    dag = dagbag.dags[dag_id]
+    pools = {t.task_id: t.pool for t in dag.tasks}
+    assert pools["extract_deltas"] == pools["reconcile_ids"] == SALESFORCE_POOL
+    (asset,) = dag.get_task("merge_into_target").outlets
+    assert asset.name == f"salesforce.{dag_id.removeprefix('sf_sync__')}"
+
+
+def test_full_load_structure(dagbag):
+    """Only tasks that really exist: until the full load lands, it only prepares the warehouse."""
+    dag = dagbag.dags["sf_full_load"]
     assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {"prepare_warehouse": set()}
 
 

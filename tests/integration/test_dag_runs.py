@@ -1,5 +1,7 @@
 """Real Airflow runs (dag.test()) of the generated DAGs against a real warehouse."""
 
+import json
+
 import psycopg
 import pytest
 from airflow.models import DagBag
@@ -27,7 +29,7 @@ def task_states(dagrun) -> dict[str, TaskInstanceState]:
     return {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
 
 
-@pytest.mark.parametrize("dag_id", ["sf_sync__lead", "sf_full_load"])
+@pytest.mark.parametrize("dag_id", ["sf_full_load"])
 def test_run_prepares_the_warehouse(dags, warehouse_url, dag_id):
     dagrun = without_retries(dag_id).test()
     assert dagrun.state == DagRunState.SUCCESS
@@ -55,3 +57,28 @@ def test_failed_login_prints_no_credential(airflow_db, monkeypatch, capsys, capl
     output = capsys.readouterr().out + caplog.text
     assert "127.0.0.1" in output and "port 1 failed" in output
     assert secret not in output
+
+
+def test_missing_salesforce_connection_names_the_connection(
+    airflow_db, warehouse_url, monkeypatch, capsys, caplog
+):
+    monkeypatch.delenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", raising=False)
+    dagrun = without_retries("sf_sync__lead").test()
+    assert dagrun.state == DagRunState.FAILED
+    assert task_states(dagrun)["extract_deltas"] == TaskInstanceState.FAILED
+    output = capsys.readouterr().out + caplog.text
+    assert "salesforce_default" in output and "isn't defined" in output
+
+
+def test_failed_salesforce_login_prints_no_credential(
+    airflow_db, warehouse_url, local_org, monkeypatch, capsys, caplog
+):
+    secret, token = "Wr0ng-Pa55word", "S3CRET-T0KEN"
+    conn = json.loads(local_org.airflow_conn_json("integration"))
+    conn["password"], conn["extra"]["security_token"] = secret, token
+    monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", json.dumps(conn))
+    dagrun = without_retries("sf_sync__lead").test()
+    assert task_states(dagrun)["extract_deltas"] == TaskInstanceState.FAILED
+    output = capsys.readouterr().out + caplog.text
+    assert "INVALID_LOGIN" in output
+    assert secret not in output and token not in output

@@ -1,0 +1,256 @@
+"""Salesforce to warehouse: one incremental run of one object.
+
+``extract`` reads the delta window through queryAll (deletes arrive as ``IsDeleted`` records) into a
+per-run staging table; ``merge`` applies it to ``salesforce.<object>`` and advances the watermark in the
+same transaction; ``reconcile`` periodically flags records that left Salesforce without a trace (hard
+deletes, recycle-bin purges, records that became invisible). Each step is safe to retry: the window is
+frozen in ``sfsync.sync_runs`` when the run first starts, and a merged run is never merged twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from itertools import chain
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from sfsync import soql, transforms, warehouse
+from sfsync.registry import SyncObject, SyncSettings
+from sfsync.salesforce import Salesforce
+
+log = logging.getLogger(__name__)
+
+INBOUND, RECONCILE = "inbound", "reconcile"
+#: Fields the merge itself relies on; an object without them cannot be synced incrementally.
+REQUIRED_COLUMNS = ("id", "isdeleted", "systemmodstamp")
+BULK_PAGE_RECORDS = 50_000
+BULK_POLL_SECONDS = 2
+
+
+def extract(
+    entry: SyncObject, settings: SyncSettings, run_id: str, sf_conn_id: str, wh_conn_id: str
+) -> dict[str, Any]:
+    """Stage this run's window of changes; return what ``merge`` needs (a reference, never rows)."""
+    key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
+    with warehouse.connect(wh_conn_id) as conn:
+        run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
+        if run and run[0] != "extracting":
+            return {"status": run[0]}
+        if (reason := _over_budget(conn, settings)) and not run:
+            log.warning("%s: skipping extraction: %s", entry.sobject, reason)
+            conn.execute(
+                warehouse.statement("state/start_run"), key | {"window_start": None, "window_end": None}
+            )
+            _finish(conn, key, "skipped", {}, 0, reason)
+            return {"status": "skipped"}
+
+        sf = Salesforce(sf_conn_id)
+        describe = sf.describe(entry.sobject)
+        include = None if entry.fields == "all" else entry.fields
+        columns = transforms.columns(describe, include, entry.exclude)
+        names = [c.name for c in columns]
+        if missing := [n for n in REQUIRED_COLUMNS if n not in names]:
+            raise RuntimeError(f"{entry.sobject}: the integration user cannot read {', '.join(missing)}")
+        for change in warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional"):
+            log.info("%s: %s", entry.sobject, change)
+
+        low, upper = _window(conn, entry, settings, key, run, sf)
+        staging = warehouse.staging_table(entry.table, run_id)
+        warehouse.create_staging(conn, entry.table, staging, names)
+        query = soql.delta_query(entry.sobject, [c.field for c in columns], entry.cursor_field, low, upper)
+        rows = _stage(conn, sf, entry, staging, names, query)
+        _record_usage(conn, sf, sf_conn_id)
+        conn.execute(
+            "UPDATE sfsync.sync_runs SET api_calls = api_calls + %(calls)s WHERE run_id = %(run_id)s"
+            " AND sobject = %(sobject)s AND direction = %(direction)s",
+            key | {"calls": sf.meter.calls},
+        )
+    log.info(
+        "%s: staged %d records of [%s, %s) with %d API calls", entry.sobject, rows, low, upper, sf.meter.calls
+    )
+    return {
+        "status": "extracted",
+        "staging": staging,
+        "columns": names,
+        "rows": rows,
+        "upper": upper.isoformat(),
+    }
+
+
+def merge(entry: SyncObject, run_id: str, extracted: dict[str, Any], wh_conn_id: str) -> dict[str, Any]:
+    """Apply the staged window and advance the watermark, atomically; return the run's counters."""
+    key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
+    with warehouse.connect(wh_conn_id) as conn, conn.transaction():
+        status, window_start, window_end, *counts = conn.execute(
+            warehouse.statement("state/find_run"), key
+        ).fetchone()  # type: ignore[misc]
+        if status != "extracting":  # merged by an earlier attempt that died before reporting, or skipped
+            counters = dict(
+                zip(("new", "updated", "deleted", "skipped", "failed", "api_calls"), counts, strict=True)
+            )
+            return {"status": status, **counters}
+        staging = extracted["staging"]
+        # The sync's own writes are marked for the write-back triggers, so they never echo back to Salesforce.
+        conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+        counters = warehouse.merge_staged(conn, entry.table, staging, extracted["columns"])
+        conn.execute(
+            warehouse.statement("state/advance_watermark"),
+            {"sobject": entry.sobject, "high_water": window_end},
+        )
+        _finish(conn, key, "merged", counters, 0, None)
+        warehouse.drop_staging(conn, staging)
+        api_calls = conn.execute(
+            "SELECT api_calls FROM sfsync.sync_runs WHERE run_id = %(run_id)s AND sobject = %(sobject)s"
+            " AND direction = %(direction)s",
+            key,
+        ).fetchone()[0]  # type: ignore[index]
+    log.info(
+        "%s: %d new, %d updated, %d deleted, %d skipped (unchanged), 0 failed; %d API calls; window [%s, %s)",
+        entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["skipped"],
+        api_calls, window_start, window_end,
+    )  # fmt: skip
+    return {"status": "merged", **counters, "failed": 0, "api_calls": api_calls}
+
+
+def reconcile(
+    entry: SyncObject,
+    settings: SyncSettings,
+    run_id: str,
+    sf_conn_id: str,
+    wh_conn_id: str,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Flag rows whose Id Salesforce no longer returns, even through queryAll; runs when due."""
+    with warehouse.connect(wh_conn_id) as conn:
+        last = conn.execute(
+            "SELECT last_reconciled_at, now() FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject]
+        ).fetchone()
+        if last is None:
+            return {"status": "not yet synced"}
+        if not force and last[0] and last[1] - last[0] < timedelta(hours=settings.reconcile_every_hours):
+            return {
+                "status": "not due",
+                "next": (last[0] + timedelta(hours=settings.reconcile_every_hours)).isoformat(),
+            }
+        sf = Salesforce(sf_conn_id)
+        key = {"run_id": run_id, "sobject": entry.sobject, "direction": RECONCILE}
+        staging = warehouse.staging_table(entry.table, f"{run_id}/ids")
+        with conn.transaction():
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("sfsync", staging)))
+            conn.execute(
+                sql.SQL("CREATE UNLOGGED TABLE {} (id text)").format(sql.Identifier("sfsync", staging))
+            )
+            seen = _stage(conn, sf, entry, staging, ["id"], soql.id_query(entry.sobject))
+            conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(sql.Identifier("sfsync", staging)))
+            conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+            flagged = conn.execute(
+                sql.SQL(
+                    "UPDATE {target} t SET isdeleted = true, {deleted_at} = coalesce(t.{deleted_at}, now()),"
+                    " {synced_at} = now()"
+                    " WHERE t.id IS NOT NULL AND NOT t.isdeleted"
+                    " AND NOT EXISTS (SELECT 1 FROM {ids} s WHERE s.id = t.id)"
+                ).format(
+                    target=sql.Identifier(warehouse.OBJECT_SCHEMA, entry.table),
+                    deleted_at=sql.Identifier(warehouse.DELETED_AT),
+                    synced_at=sql.Identifier(warehouse.SYNCED_AT),
+                    ids=sql.Identifier("sfsync", staging),
+                )
+            ).rowcount
+            conn.execute(
+                "UPDATE sfsync.sync_state SET last_reconciled_at = now() WHERE sobject = %s", [entry.sobject]
+            )
+            conn.execute(
+                warehouse.statement("state/start_run"), key | {"window_start": None, "window_end": None}
+            )
+            _finish(
+                conn, key, "reconciled", {"deleted": flagged}, sf.meter.calls, f"{seen} Ids in Salesforce"
+            )
+            warehouse.drop_staging(conn, staging)
+        _record_usage(conn, sf, sf_conn_id)
+    log.info("%s: reconciled %d Ids, flagged %d rows gone from Salesforce", entry.sobject, seen, flagged)
+    return {"status": "reconciled", "ids": seen, "flagged": flagged, "api_calls": sf.meter.calls}
+
+
+def _window(
+    conn: psycopg.Connection,
+    entry: SyncObject,
+    settings: SyncSettings,
+    key: dict[str, str],
+    run: tuple | None,
+    sf: Salesforce,
+) -> tuple[datetime | None, datetime]:
+    """This run's ``[low, upper)``: frozen at its first attempt, reused by its retries."""
+    if run is None:
+        row = conn.execute(
+            "SELECT high_water FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject]
+        ).fetchone()
+        high_water = row[0] if row else None
+        low = high_water - timedelta(seconds=settings.lookback_seconds) if high_water else None
+        conn.execute(
+            warehouse.statement("state/start_run"), key | {"window_start": low, "window_end": sf.now()}
+        )
+        run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
+    assert run is not None
+    return run[1], run[2]
+
+
+def _stage(
+    conn: psycopg.Connection, sf: Salesforce, entry: SyncObject, staging: str, names: list[str], query: str
+) -> int:
+    """Copy a query's result into ``staging``: REST pages for small results, a Bulk 2.0 job above the
+    registry's threshold. The first REST page tells the size, so a small delta costs one call."""
+    pages = sf.query_pages(query)
+    first = next(pages)
+    if first["totalSize"] > entry.bulk_threshold:
+        pages.close()
+        csv_pages = getattr(sf.client.bulk2, entry.sobject).query_all(
+            query, max_records=BULK_PAGE_RECORDS, wait=BULK_POLL_SECONDS
+        )
+        return warehouse.copy_csv(conn, staging, names, csv_pages)
+    return warehouse.copy_rows(conn, staging, names, _records(chain([first], pages), names))
+
+
+def _records(pages: Iterable[dict[str, Any]], names: list[str]) -> Iterator[tuple]:
+    """REST records as rows; field names come back in describe casing, columns are lower-case."""
+    for page in pages:
+        for record in page["records"]:
+            lowered = {k.lower(): v for k, v in record.items()}
+            yield tuple(lowered.get(n) for n in names)
+
+
+def _over_budget(conn: psycopg.Connection, settings: SyncSettings) -> str | None:
+    usage = conn.execute("SELECT used, max FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1").fetchone()
+    if usage and usage[1] and usage[0] / usage[1] >= settings.api_budget_share:
+        return (
+            f"the org has used {usage[0]} of its {usage[1]} daily API requests, above the "
+            f"{settings.api_budget_share:.0%} share the sync may spend"
+        )
+    return None
+
+
+def _record_usage(conn: psycopg.Connection, sf: Salesforce, org: str) -> None:
+    if sf.meter.used is not None:
+        conn.execute(
+            warehouse.statement("state/record_api_usage"),
+            {"org": org, "used": sf.meter.used, "max": sf.meter.limit, "seen_at": sf.meter.server_time},
+        )
+
+
+def _finish(
+    conn: psycopg.Connection,
+    key: dict[str, str],
+    status: str,
+    counters: dict[str, int],
+    calls: int,
+    message: str | None,
+) -> None:
+    conn.execute(
+        warehouse.statement("state/finish_run"),
+        key
+        | {"status": status, "api_calls": calls, "message": message, "failed": 0}
+        | {name: counters.get(name, 0) for name in ("new", "updated", "deleted", "skipped")},
+    )

@@ -1,0 +1,83 @@
+"""Salesforce access: the provider's ``SalesforceHook`` with every call counted and the API budget read.
+
+Every HTTP call to the org passes through one ``requests.Session`` whose response hook counts it and keeps
+the latest ``Sforce-Limit-Info: api-usage=N/M`` Salesforce reports, so a run knows what it spent and how
+much of the org's daily limit is left, without a ``limits`` call of its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from sfsync.defaults import SALESFORCE_CONN_ID
+
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+
+
+class ApiBudgetExceeded(RuntimeError):
+    """The org's daily API usage is above the share the sync may spend."""
+
+
+@dataclass
+class CallMeter:
+    """Counts the API calls of one client and remembers what Salesforce last said about usage."""
+
+    calls: int = 0
+    used: int | None = None
+    limit: int | None = None
+    server_time: datetime | None = None
+
+    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        if "/services/data/" in response.url or "/services/async/" in response.url:
+            self.calls += 1
+        if match := _USAGE.search(response.headers.get("Sforce-Limit-Info", "")):
+            self.used, self.limit = int(match[1]), int(match[2])
+        if date := response.headers.get("Date"):
+            self.server_time = parsedate_to_datetime(date).astimezone(UTC)
+
+    @property
+    def share_used(self) -> float | None:
+        return None if not self.limit else (self.used or 0) / self.limit
+
+
+class Salesforce:
+    """A logged-in client for one task, built from an Airflow connection."""
+
+    def __init__(self, conn_id: str = SALESFORCE_CONN_ID) -> None:
+        from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
+
+        self.meter = CallMeter()
+        session = requests.Session()
+        session.hooks["response"].append(self.meter)
+        self.hook = SalesforceHook(salesforce_conn_id=conn_id, session=session)
+        self.client = self.hook.get_conn()
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """The object describe, as the integration user sees it (invisible fields are absent)."""
+        return getattr(self.client, sobject).describe()
+
+    def now(self) -> datetime:
+        """The end of the org's current second, by its clock (the ``Date`` of its last response).
+
+        Windows never depend on our own clock. ``Date`` has whole seconds, so the window ends with the
+        second it names: a change committed later within that second is caught by the next lookback.
+        """
+        if self.meter.server_time is None:
+            self.client.restful("limits/")  # only when no call has been made yet
+        assert self.meter.server_time is not None
+        return self.meter.server_time + timedelta(seconds=1)
+
+    def query_pages(self, soql: str, include_deleted: bool = True) -> Generator[dict[str, Any], None, None]:
+        """Every page of a REST query (``queryAll`` when ``include_deleted``), following nextRecordsUrl."""
+        page = self.client.query(soql, include_deleted=include_deleted)
+        yield page
+        while not page["done"]:
+            page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True)
+            yield page

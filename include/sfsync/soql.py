@@ -1,0 +1,27 @@
+"""SOQL for the sync: the delta window query and the Id listing used by reconciliation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def literal(moment: datetime) -> str:
+    """A SOQL datetime literal (unquoted, UTC, millisecond precision like SystemModstamp)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def delta_query(sobject: str, fields: list[str], cursor: str, low: datetime | None, upper: datetime) -> str:
+    """Records whose ``cursor`` is in ``[low, upper)`` (all up to ``upper`` when ``low`` is None).
+
+    Ordered by cursor then Id, so records sharing a timestamp keep one stable order across pages, and a
+    window resumed after its last complete timestamp neither skips nor repeats any of them.
+    """
+    where = f"{cursor} < {literal(upper)}"
+    if low is not None:
+        where = f"{cursor} >= {literal(low)} AND {where}"
+    return f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where} ORDER BY {cursor}, Id"
+
+
+def id_query(sobject: str) -> str:
+    """Every Id the caller can see, deleted ones included when run through queryAll."""
+    return f"SELECT Id FROM {sobject} ORDER BY Id"

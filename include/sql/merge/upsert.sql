@@ -1,0 +1,21 @@
+-- Merge one staged window into its object table. Applied only where Salesforce's SystemModstamp is newer
+-- than the stored one, so replaying a window (a retry, the lookback) changes nothing. A record deleted in
+-- Salesforce stays as a row flagged isdeleted, with the time the sync first saw the delete.
+WITH incoming AS (
+    SELECT DISTINCT ON (id) {columns} FROM {staging} ORDER BY id, systemmodstamp DESC
+), merged AS (
+    INSERT INTO {target} AS t ({columns}, _sfsync_synced_at, _sfsync_deleted_at)
+    SELECT {columns}, now(), CASE WHEN isdeleted THEN now() END FROM incoming
+    ON CONFLICT (id) DO UPDATE SET
+        {updates},
+        _sfsync_synced_at = now(),
+        _sfsync_deleted_at = CASE WHEN excluded.isdeleted THEN coalesce(t._sfsync_deleted_at, now()) END
+    WHERE t.systemmodstamp IS NULL OR excluded.systemmodstamp > t.systemmodstamp
+    RETURNING (xmax = 0) AS inserted, isdeleted
+)
+SELECT
+    (SELECT count(*) FROM incoming) AS incoming,
+    count(*) FILTER (WHERE inserted AND NOT isdeleted) AS new,
+    count(*) FILTER (WHERE NOT inserted AND NOT isdeleted) AS updated,
+    count(*) FILTER (WHERE isdeleted) AS deleted
+FROM merged

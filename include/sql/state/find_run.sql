@@ -1,0 +1,4 @@
+SELECT status, window_start, window_end, new, updated, deleted, skipped, failed, api_calls
+FROM sfsync.sync_runs
+WHERE run_id = %(run_id)s AND sobject = %(sobject)s AND direction = %(direction)s
+FOR UPDATE

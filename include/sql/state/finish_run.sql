@@ -1,0 +1,4 @@
+UPDATE sfsync.sync_runs
+SET status = %(status)s, new = %(new)s, updated = %(updated)s, deleted = %(deleted)s, skipped = %(skipped)s,
+    failed = %(failed)s, api_calls = api_calls + %(api_calls)s, finished_at = now(), message = %(message)s
+WHERE run_id = %(run_id)s AND sobject = %(sobject)s AND direction = %(direction)s
