@@ -203,7 +203,7 @@ def _stage(
 ) -> int:
     """Copy a query's result into ``staging``: REST pages for small results, a Bulk 2.0 job above the
     registry's threshold. The first REST page tells the size, so a small delta costs one call."""
-    pages = sf.query_pages(query)
+    pages = sf.query_pages(query, entry.page_size)
     first = next(pages)
     if first["totalSize"] > entry.bulk_threshold:
         pages.close()

@@ -53,6 +53,8 @@ class SyncObject(BaseModel):
     fields: Literal["all"] | tuple[FieldName, ...] = "all"
     exclude: tuple[FieldName, ...] = ()
     bulk_threshold: int = Field(default=2000, ge=1)
+    #: Records per REST page (Salesforce's ``batchSize``, 200 to 2000).
+    page_size: int = Field(default=2000, ge=200, le=2000)
 
     @field_validator("sobject")
     @classmethod

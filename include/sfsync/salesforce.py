@@ -74,10 +74,13 @@ class Salesforce:
         assert self.meter.server_time is not None
         return self.meter.server_time + timedelta(seconds=1)
 
-    def query_pages(self, soql: str, include_deleted: bool = True) -> Generator[dict[str, Any], None, None]:
+    def query_pages(
+        self, soql: str, page_size: int = 2000, include_deleted: bool = True
+    ) -> Generator[dict[str, Any], None, None]:
         """Every page of a REST query (``queryAll`` when ``include_deleted``), following nextRecordsUrl."""
-        page = self.client.query(soql, include_deleted=include_deleted)
+        headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
+        page = self.client.query(soql, include_deleted=include_deleted, headers=headers)
         yield page
         while not page["done"]:
-            page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True)
+            page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
             yield page

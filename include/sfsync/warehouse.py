@@ -251,6 +251,8 @@ def merge_staged(conn: psycopg.Connection, table: str, staging: str, names: list
         staging=sql.Identifier("sfsync", staging),
         target=sql.Identifier(OBJECT_SCHEMA, table),
         updates=updates,
+        stored=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("t", n) for n in names)),
+        incoming=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)),
     )
     incoming, new, updated, deleted = conn.execute(query).fetchone()  # type: ignore[misc]
     return {"new": new, "updated": updated, "deleted": deleted, "skipped": incoming - new - updated - deleted}

@@ -1,6 +1,8 @@
 -- Merge one staged window into its object table. Applied only where Salesforce's SystemModstamp is newer
--- than the stored one, so replaying a window (a retry, the lookback) changes nothing. A record deleted in
--- Salesforce stays as a row flagged isdeleted, with the time the sync first saw the delete.
+-- than the stored one, so replaying a window (a retry, the lookback) changes nothing. SystemModstamp has
+-- whole seconds, so a record changed twice within one second keeps its stamp: a same-stamp version is
+-- applied too when it differs. A record deleted in Salesforce stays as a row flagged isdeleted, with the
+-- time the sync first saw the delete.
 WITH incoming AS (
     SELECT DISTINCT ON (id) {columns} FROM {staging} ORDER BY id, systemmodstamp DESC
 ), merged AS (
@@ -11,6 +13,7 @@ WITH incoming AS (
         _sfsync_synced_at = now(),
         _sfsync_deleted_at = CASE WHEN excluded.isdeleted THEN coalesce(t._sfsync_deleted_at, now()) END
     WHERE t.systemmodstamp IS NULL OR excluded.systemmodstamp > t.systemmodstamp
+       OR (excluded.systemmodstamp = t.systemmodstamp AND ({stored}) IS DISTINCT FROM ({incoming}))
     RETURNING (xmax = 0) AS inserted, isdeleted
 )
 SELECT

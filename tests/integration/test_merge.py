@@ -1,0 +1,75 @@
+"""The merge statement on its own: newer wins, replays are no-ops, same-second changes are not lost."""
+
+import psycopg
+import pytest
+
+from sfsync import warehouse
+from sfsync.transforms import Column
+
+pytestmark = pytest.mark.integration
+
+COLUMNS = [
+    Column("Id", "id", "text"),
+    Column("IsDeleted", "isdeleted", "boolean"),
+    Column("SystemModstamp", "systemmodstamp", "timestamptz"),
+    Column("Email", "email", "text"),
+]
+NAMES = [c.name for c in COLUMNS]
+
+
+def merge(conn, rows):
+    warehouse.create_staging(conn, "lead", "stage__test", NAMES)
+    warehouse.copy_rows(conn, "stage__test", NAMES, rows)
+    with conn.transaction():
+        return warehouse.merge_staged(conn, "lead", "stage__test", NAMES)
+
+
+@pytest.fixture
+def conn(warehouse_url):
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        warehouse.migrate(conn)
+        warehouse.ensure_table(conn, "lead", COLUMNS, bidirectional=True)
+        yield conn
+
+
+def test_newer_applies_replay_skips_older_never_overwrites(conn):
+    t0, t1 = "2025-03-01T12:00:00.000+0000", "2025-03-01T12:00:05.000+0000"
+    assert merge(conn, [("00Q1", False, t0, "a@x.com")]) == {
+        "new": 1,
+        "updated": 0,
+        "deleted": 0,
+        "skipped": 0,
+    }
+    assert merge(conn, [("00Q1", False, t0, "a@x.com")])["skipped"] == 1
+    assert merge(conn, [("00Q1", False, t1, "b@x.com")])["updated"] == 1
+    assert merge(conn, [("00Q1", False, t0, "old@x.com")])["skipped"] == 1
+    assert conn.execute("SELECT email FROM salesforce.lead").fetchone() == ("b@x.com",)
+
+
+def test_second_change_within_the_same_second_is_not_lost(conn):
+    stamp = "2025-03-01T12:00:00.000+0000"  # Salesforce stamps whole seconds: both versions share it
+    merge(conn, [("00Q1", False, stamp, "first@x.com")])
+    assert merge(conn, [("00Q1", False, stamp, "second@x.com")])["updated"] == 1
+    assert conn.execute("SELECT email FROM salesforce.lead").fetchone() == ("second@x.com",)
+
+
+def test_delete_is_flagged_with_the_time_it_was_seen_and_undelete_clears_it(conn):
+    merge(conn, [("00Q1", False, "2025-03-01T12:00:00Z", None)])
+    assert merge(conn, [("00Q1", True, "2025-03-01T12:01:00Z", None)])["deleted"] == 1
+    (seen,) = conn.execute("SELECT _sfsync_deleted_at FROM salesforce.lead").fetchone()
+    assert seen is not None
+    merge(conn, [("00Q1", True, "2025-03-01T12:01:00Z", "x@x.com")])  # same stamp, other content
+    assert conn.execute("SELECT _sfsync_deleted_at FROM salesforce.lead").fetchone() == (seen,)
+    merge(conn, [("00Q1", False, "2025-03-01T12:02:00Z", None)])
+    assert conn.execute("SELECT isdeleted, _sfsync_deleted_at FROM salesforce.lead").fetchone() == (
+        False,
+        None,
+    )
+
+
+def test_bidirectional_table_takes_rows_before_salesforce_gives_an_id(conn):
+    conn.execute("INSERT INTO salesforce.lead (email) VALUES ('new@x.com'), ('other@x.com')")
+    merge(conn, [("00Q1", False, "2025-03-01T12:00:00Z", "a@x.com")])
+    assert conn.execute("SELECT count(*), count(id) FROM salesforce.lead").fetchone() == (3, 1)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO salesforce.lead (id) VALUES ('00Q1')")
