@@ -175,7 +175,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     _print_connection(args.port, args.data, definition, args.user)
     print(f"serving https://127.0.0.1:{args.port} from {args.data.resolve()}", flush=True)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, ssl_certfile=str(server_file), log_level="warning")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        ssl_certfile=str(server_file),
+        log_level="warning",
+        date_header=False,  # the app stamps its own, exact Date
+    )
 
 
 def _populate(args: argparse.Namespace, definition: OrgDef) -> None:

@@ -7,6 +7,7 @@ import logging
 import re
 import secrets
 import time
+from email.utils import formatdate
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -115,7 +116,12 @@ class Api:
 
     async def __call__(self, request: Request) -> Response | _Dropped:
         body = await request.body()
-        return await run_in_threadpool(self.handle, request, body)
+        response = await run_in_threadpool(self.handle, request, body)
+        # Clients read the org's clock from Date (the sync freezes its windows with it), so it is stamped
+        # when the answer is ready; uvicorn's own header is refreshed only once a second.
+        target = response.response if isinstance(response, _Dropped) else response
+        target.headers["Date"] = formatdate(usegmt=True)
+        return response
 
     def handle(self, request: Request, body: bytes) -> Response | _Dropped:
         """Answer one request: admin calls, else the API with any fault rules that match it."""
