@@ -1,14 +1,15 @@
 """Test settings and the services the suite needs.
 
 Airflow runs from a project-local home under ``.sfsync/test`` with its own SQLite metadata database, so the
-suite never touches the demo's Airflow. The warehouse is the embedded PostgreSQL (started here and stopped
-at the end if this session started it) unless ``SFSYNC_TEST_POSTGRES_URL`` names another server; every
-test that needs one gets a fresh database on it.
+suite never touches the demo's Airflow. The warehouse is an embedded PostgreSQL under ``.sfsync/test``,
+started for the session and removed at its end, unless ``SFSYNC_TEST_POSTGRES_URL`` names another server;
+every test that needs one gets a fresh database on it. Local orgs run on free ports.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,12 +58,13 @@ def postgres_server() -> Iterator[str]:
         return
     from sfsync.embedded import EmbeddedWarehouse
 
-    server = EmbeddedWarehouse(TEST_HOME / "warehouse", _free_port())
-    started_here = server.running_port() is None
-    server.start()
-    yield server.url("postgres")
-    if started_here:
+    # One server per test session, so two sessions at once (a developer's and a helper's) never share one.
+    server = EmbeddedWarehouse(TEST_HOME / f"warehouse-{os.getpid()}", _free_port())
+    try:
+        yield server.start().url("postgres")
+    finally:
         server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 @pytest.fixture

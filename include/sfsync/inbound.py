@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 INBOUND, RECONCILE = "inbound", "reconcile"
 #: Fields the merge itself relies on; an object without them cannot be synced incrementally.
-REQUIRED_COLUMNS = ("id", "isdeleted", "systemmodstamp")
+REQUIRED_COLUMNS = ("id", "systemmodstamp")
 BULK_PAGE_RECORDS = 50_000
 BULK_POLL_SECONDS = 2
 

@@ -151,6 +151,9 @@ def ensure_table(
     so their ``id`` is unique but nullable, under a surrogate key.
     """
     target = sql.Identifier(OBJECT_SCHEMA, table)
+    bookkeeping = {SYNCED_AT: "timestamptz", DELETED_AT: "timestamptz"}
+    if "isdeleted" not in {c.name for c in columns}:  # User has none; reconciliation still flags removals
+        bookkeeping["isdeleted"] = "boolean NOT NULL DEFAULT false"
     changes = []
     with conn.transaction():
         # Serialises schema changes of one table across DAG runs (the incremental sync and the full load).
@@ -158,48 +161,33 @@ def ensure_table(
         existing = table_columns(conn, table)
         if not existing:
             key = (
-                [sql.SQL("{} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY").format(sql.Identifier(ROW_ID))]
+                sql.SQL("{} bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, id text UNIQUE").format(
+                    sql.Identifier(ROW_ID)
+                )
                 if bidirectional
-                else []
+                else sql.SQL("id text PRIMARY KEY")
             )
-            definitions = key + [
-                sql.SQL("{} {}{}").format(
-                    sql.Identifier(c.name),
-                    sql.SQL(c.pg_type),  # type: ignore[arg-type]  # from transforms.pg_type, not input
-                    sql.SQL(" UNIQUE" if bidirectional else " PRIMARY KEY")
-                    if c.name == "id"
-                    else sql.SQL(""),
-                )
-                for c in columns
-            ]
-            definitions += [
-                sql.SQL("{} timestamptz").format(sql.Identifier(n)) for n in (SYNCED_AT, DELETED_AT)
-            ]
-            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(definitions)))
-            return [f"created {OBJECT_SCHEMA}.{table} with {len(columns)} columns"]
-        for column in columns:
-            current = existing.get(column.name)
+            conn.execute(sql.SQL("CREATE TABLE {} ({})").format(target, key))
+            changes.append(f"created {OBJECT_SCHEMA}.{table}")
+            existing = table_columns(conn, table)
+        synced = {c.name: c.pg_type for c in columns}
+        for name, kind in (synced | bookkeeping).items():
+            current = existing.get(name)
             if current is None:
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                        target,
-                        sql.Identifier(column.name),
-                        sql.SQL(column.pg_type),  # type: ignore[arg-type]
-                    )
+                change, statement = f"added {name} {kind}", "ALTER TABLE {} ADD COLUMN {} {}"
+            elif name in synced and (kind := widen(current, kind)) != current:
+                change, statement = (
+                    f"widened {name} from {current} to {kind}",
+                    "ALTER TABLE {} ALTER {} TYPE {}",
                 )
-                changes.append(f"added {column.name} {column.pg_type}")
-            elif (wider := widen(current, column.pg_type)) != current:
-                name = sql.Identifier(column.name)
-                conn.execute(
-                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {} USING {}::{}").format(
-                        target,
-                        name,
-                        sql.SQL(wider),
-                        name,
-                        sql.SQL(wider),  # type: ignore[arg-type]
-                    )
-                )
-                changes.append(f"widened {column.name} from {current} to {wider}")
+            else:
+                continue
+            # Types come from transforms.pg_type and widen, never from input; USING casts for a widening.
+            ddl = sql.SQL(statement).format(target, sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+            if current is not None:
+                ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+            conn.execute(ddl)
+            changes.append(change)
     return changes
 
 
@@ -251,6 +239,7 @@ def merge_staged(conn: psycopg.Connection, table: str, staging: str, names: list
         staging=sql.Identifier("sfsync", staging),
         target=sql.Identifier(OBJECT_SCHEMA, table),
         updates=updates,
+        deleted=sql.SQL("isdeleted" if "isdeleted" in names else "false"),
         stored=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("t", n) for n in names)),
         incoming=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)),
     )

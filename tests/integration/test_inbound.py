@@ -238,7 +238,8 @@ def test_lifecycle_deletes_undeletes_merges_conversions_and_purges(
             )
             assert merged.fetchone() == (True, leads[2])
             converted = conn.execute(
-                "SELECT isconverted, convertedcontactid IS NOT NULL, convertedaccountid FROM salesforce.lead WHERE id = %s",
+                "SELECT isconverted, convertedcontactid IS NOT NULL, convertedaccountid"
+                " FROM salesforce.lead WHERE id = %s",
                 [leads[4]],
             ).fetchone()
             assert converted == (True, True, account)
@@ -255,7 +256,8 @@ def test_lifecycle_deletes_undeletes_merges_conversions_and_purges(
         matches_org("Lead", integration)
         with psycopg.connect(warehouse_url) as conn:
             gone = conn.execute(
-                "SELECT id, isdeleted, _sfsync_deleted_at IS NOT NULL FROM salesforce.lead WHERE id = ANY(%s) ORDER BY id",
+                "SELECT id, isdeleted, _sfsync_deleted_at IS NOT NULL FROM salesforce.lead"
+                " WHERE id = ANY(%s) ORDER BY id",
                 [[leads[0], leads[5]]],
             ).fetchall()
         assert sorted(gone) == sorted([(leads[0], True, True), (leads[5], True, True)])

@@ -2,12 +2,12 @@
 -- than the stored one, so replaying a window (a retry, the lookback) changes nothing. SystemModstamp has
 -- whole seconds, so a record changed twice within one second keeps its stamp: a same-stamp version is
 -- applied too when it differs. A record deleted in Salesforce stays as a row flagged isdeleted, with the
--- time the sync first saw the delete.
+-- time the sync first saw the delete. Objects without IsDeleted (User) keep the column's default, false.
 WITH incoming AS (
     SELECT DISTINCT ON (id) {columns} FROM {staging} ORDER BY id, systemmodstamp DESC
 ), merged AS (
     INSERT INTO {target} AS t ({columns}, _sfsync_synced_at, _sfsync_deleted_at)
-    SELECT {columns}, now(), CASE WHEN isdeleted THEN now() END FROM incoming
+    SELECT {columns}, now(), CASE WHEN {deleted} THEN now() END FROM incoming
     ON CONFLICT (id) DO UPDATE SET
         {updates},
         _sfsync_synced_at = now(),
