@@ -23,6 +23,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/dag_parse.py
+	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/localorg_query.py
+	$(BIN)/python bench/localorg_bulk.py
 
 run: $(STAMP)
 	$(BIN)/python -m sfsync.demo

@@ -28,7 +28,8 @@ INBOUND, RECONCILE = "inbound", "reconcile"
 #: Fields the merge itself relies on; an object without them cannot be synced incrementally.
 REQUIRED_COLUMNS = ("id", "systemmodstamp")
 BULK_PAGE_RECORDS = 50_000
-BULK_POLL_SECONDS = 2
+# The client backs off by itself (up to a few seconds between polls); each poll is one API call.
+BULK_POLL_SECONDS = 0.5
 
 
 def extract(

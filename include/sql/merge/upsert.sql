@@ -3,8 +3,10 @@
 -- whole seconds, so a record changed twice within one second keeps its stamp: a same-stamp version is
 -- applied too when it differs. A record deleted in Salesforce stays as a row flagged isdeleted, with the
 -- time the sync first saw the delete. Objects without IsDeleted (User) keep the column's default, false.
+-- A staged window holds each Id once (one query's result, restaged from scratch on every attempt); were
+-- that ever broken, ON CONFLICT fails the merge loudly rather than pick a version.
 WITH incoming AS (
-    SELECT DISTINCT ON (id) {columns} FROM {staging} ORDER BY id, systemmodstamp DESC
+    SELECT {columns} FROM {staging}
 ), merged AS (
     INSERT INTO {target} AS t ({columns}, _sfsync_synced_at, _sfsync_deleted_at)
     SELECT {columns}, now(), CASE WHEN {deleted} THEN now() END FROM incoming

@@ -1,0 +1,171 @@
+"""Salesforce to warehouse: how fast a large delta lands, and what an idle cycle costs.
+
+1. A 100,000-record delta of a 30-field object (Lead) from a seeded local org into a fresh embedded
+   warehouse, through the sync's own extract and merge (Bulk API 2.0 above the threshold): records/s, API
+   calls, peak memory of this process (the org is seeded and served by other processes).
+2. The warehouse side alone, on the same Bulk CSV pages: staged with COPY and merged into an empty table,
+   against the baseline measured in the same run, a raw COPY of the same pages into an empty table.
+3. An idle cycle over every registry object (nothing changed since the last run): API calls per object
+   and wall time.
+
+Prints figures, asserts nothing. Usage: python bench/inbound.py [--rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+# Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
+from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
+from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
+from psycopg import sql
+
+from localorg.seed import RATIOS
+from localorg.testing import running_org
+from sfsync import inbound, soql, transforms, warehouse
+from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.embedded import EmbeddedWarehouse
+from sfsync.registry import DEFAULT_REGISTRY, load_registry
+from sfsync.salesforce import Salesforce
+
+LEAD_FIELDS = (
+    "Id IsDeleted Salutation FirstName LastName Title Company Email Phone MobilePhone Website City State"
+    " PostalCode Country Status LeadSource Industry Rating AnnualRevenue NumberOfEmployees HasOptedOutOfEmail"
+    " DoNotCall OwnerId CreatedDate CreatedById LastModifiedDate LastModifiedById SystemModstamp IsConverted"
+).split()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_registry(path: Path) -> None:
+    """The default registry, with Lead narrowed to 30 fields."""
+    lines = ["objects:"]
+    for entry in load_registry(DEFAULT_REGISTRY).objects:
+        fields = f", fields: [{', '.join(LEAD_FIELDS)}]" if entry.sobject == "Lead" else ""
+        lines.append(f"  - {{sobject: {entry.sobject}, direction: {entry.direction}{fields}}}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def sync(sobject: str, run_id: str) -> tuple[dict, float]:
+    registry = load_registry()
+    entry = registry.get(sobject)
+    started = time.perf_counter()
+    extracted = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    merged = inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
+    return merged, time.perf_counter() - started
+
+
+def warehouse_side(url: str) -> tuple[float, float, int]:
+    """Seconds to stage + merge the Lead Bulk CSV pages into an empty table, and to raw-COPY them."""
+    sf = Salesforce(SALESFORCE_CONN_ID)
+    columns = transforms.columns(sf.describe("Lead"), LEAD_FIELDS)
+    names = [c.name for c in columns]
+    query = soql.delta_query("Lead", [c.field for c in columns], "SystemModstamp", None, sf.now())
+    pages = list(sf.client.bulk2.Lead.query_all(query, max_records=inbound.BULK_PAGE_RECORDS, wait=0.5))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+        conn.execute("SET search_path TO bench")
+        conn.execute("CREATE TABLE raw_copy AS SELECT * FROM salesforce.lead WITH NO DATA")
+        copy = sql.SQL(
+            "COPY raw_copy ({}) FROM STDIN WITH (FORMAT csv, HEADER true, FORCE_NULL ({}))"
+        ).format(*[sql.SQL(", ").join(map(sql.Identifier, names))] * 2)
+        raw_rows, started = 0, time.perf_counter()
+        for page in pages:
+            with conn.cursor() as cursor:
+                with cursor.copy(copy) as writer:
+                    writer.write(page)
+                raw_rows += cursor.rowcount
+        raw = time.perf_counter() - started
+        conn.execute("ALTER TABLE salesforce.lead RENAME TO lead_synced")
+        warehouse.ensure_table(conn, "lead", columns, bidirectional=True)
+        started = time.perf_counter()
+        warehouse.create_staging(conn, "lead", "stage__bench", names)
+        warehouse.copy_csv(conn, "stage__bench", names, pages)
+        with conn.transaction():
+            warehouse.merge_staged(conn, "lead", "stage__bench", names)
+        ours = time.perf_counter() - started
+    return ours, raw, raw_rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
+        root = Path(tmp)
+        pg = EmbeddedWarehouse(root / "pg", free_port()).start()
+        try:
+            with running_org(root / "org") as org:
+                # A fifth of the seeded Leads belong to a user the integration user cannot see.
+                seed, started = int(args.rows * 1.25), time.perf_counter()
+                others = ",".join(f"{name}=0" for name in RATIOS)
+                subprocess.run(
+                    [sys.executable, "-m", "localorg", "seed", "--data", str(org.data_dir), "--seed", "1"]
+                    + ["--count", str(seed), "--objects", others],
+                    check=True,
+                    capture_output=True,
+                )
+                print(f"seeded {seed:,} Leads in {time.perf_counter() - started:.1f} s")
+                write_registry(root / "objects.yaml")
+                os.environ |= {
+                    "SFSYNC_REGISTRY": str(root / "objects.yaml"),
+                    "REQUESTS_CA_BUNDLE": str(org.ca_file),
+                    "AIRFLOW_CONN_SALESFORCE_DEFAULT": org.airflow_conn_json("integration"),
+                    "AIRFLOW_CONN_MARKETING_WAREHOUSE": f"postgres://postgres@127.0.0.1:{pg.port}/warehouse",
+                }
+                with psycopg.connect(pg.url(), autocommit=True) as conn:
+                    warehouse.migrate(conn)
+                rss_before = peak_rss_mb()
+
+                merged, seconds = sync("Lead", "bench__delta")
+                rows = merged["new"] + merged["deleted"]
+                rss = peak_rss_mb()
+                print(
+                    f"delta of {rows:,} Lead records ({len(LEAD_FIELDS)} fields), through the Bulk API 2.0:"
+                )
+                print(f"  sync (extract + merge):   {seconds:.2f} s, {rows / seconds:,.0f} records/s")
+                print(f"  API calls:                {merged['api_calls']}")
+                print(
+                    f"  peak RSS:                 {rss:.0f} MB ({rss - rss_before:+.0f} MB over the imports)"
+                )
+
+                ours, raw, copied = warehouse_side(pg.url())
+                print(f"warehouse side, same {copied:,} rows (stage with COPY, merge into an empty table):")
+                print(f"  stage + merge:            {ours:.2f} s, {copied / ours:,.0f} records/s")
+                print(f"  raw COPY (baseline):      {raw:.2f} s, {copied / raw:,.0f} records/s")
+                print(f"  ratio to raw COPY:        {ours / raw:.1f}x (end to end: {seconds / raw:.1f}x)")
+
+                objects = [e.sobject for e in load_registry().enabled()]
+                for sobject in objects:
+                    sync(sobject, "bench__initial")
+                started = time.perf_counter()
+                calls = {sobject: sync(sobject, "bench__idle")[0]["api_calls"] for sobject in objects}
+                elapsed = time.perf_counter() - started
+                print(
+                    f"idle cycle, {len(objects)} objects: {elapsed:.2f} s ({elapsed / len(objects):.2f} s each)"
+                )
+                print("  API calls per object: " + ", ".join(f"{s} {c}" for s, c in calls.items()))
+        finally:
+            pg.stop()
+
+
+if __name__ == "__main__":
+    main()
