@@ -159,9 +159,8 @@ def main() -> None:
                 started = time.perf_counter()
                 calls = {sobject: sync(sobject, "bench__idle")[0]["api_calls"] for sobject in objects}
                 elapsed = time.perf_counter() - started
-                print(
-                    f"idle cycle, {len(objects)} objects: {elapsed:.2f} s ({elapsed / len(objects):.2f} s each)"
-                )
+                each = elapsed / len(objects)
+                print(f"idle cycle, {len(objects)} objects: {elapsed:.2f} s ({each:.2f} s each)")
                 print("  API calls per object: " + ", ".join(f"{s} {c}" for s, c in calls.items()))
         finally:
             pg.stop()
