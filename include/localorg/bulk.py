@@ -42,6 +42,12 @@ NULL_VALUE = "#N/A"  # Bulk CSV's way to set a field to null; an empty field lea
 _FETCH_ROWS = 20_000
 _READ_BYTES = 1 << 20
 _FINAL_STATES = ("JobComplete", "Failed", "Aborted")
+_DAY_MS = 86_400_000
+# A status GET of a running job answers as soon as the job ends, or after this long with its state then:
+# the answer is as honest as an immediate one, but the client's exponential polling back-off (seconds
+# between late polls) no longer decides how long an export takes.
+STATUS_HOLD_SECONDS = 0.5
+_BATCH_RECORDS = 10_000  # Salesforce splits Bulk API 2.0 ingest data into batches of 10,000 records
 
 
 def _job_error(code: str, message: str, status: int = 400) -> SalesforceError:
@@ -75,6 +81,7 @@ class Job:
     uploaded: bool = False
     offsets: array[int] = field(default_factory=lambda: array("q", [0]))
     header: bytes = b""
+    ended: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def set_state(self, state: str, error: str | None = None) -> None:
         self.state = state
@@ -135,6 +142,23 @@ class BulkJobs:
         self._counter = 0
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="bulk")
 
+    def usage(self) -> dict[str, int]:
+        """Bulk usage of the last 24 hours in limits/ terms (jobs of this server's lifetime)."""
+        since = now_ms() - _DAY_MS
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.created > since]
+        queries = [j for j in jobs if j.kind == "query"]
+        spooled = sum(
+            (j.spool / "result.csv").stat().st_size for j in queries if (j.spool / "result.csv").exists()
+        )
+        return {
+            "DailyBulkV2QueryJobs": len(queries),
+            "DailyBulkV2QueryFileStorageMB": -(-spooled // 1_000_000),
+            "DailyBulkApiBatches": sum(
+                -(-j.processed // _BATCH_RECORDS) for j in jobs if j.kind == "ingest" and j.processed
+            ),
+        }
+
     # -- jobs -------------------------------------------------------------------------------------
 
     def _new_job(self, kind: str, user: User, body: Any, version: str, route: str, **kw: Any) -> Job:
@@ -170,6 +194,12 @@ class BulkJobs:
         if job is None or job.kind != kind or not (job.user.id == user.id or user.view_all):
             raise not_found()
         return job
+
+    def status(self, job: Job) -> dict[str, Any]:
+        """GET jobs/{kind}/{id}: the job info, held back briefly while the job is running."""
+        if job.state in ("UploadComplete", "InProgress"):
+            job.ended.wait(STATUS_HOLD_SECONDS)
+        return job.info()
 
     def list(self, user: User, kind: str) -> dict[str, Any]:
         with self._lock:
@@ -212,6 +242,7 @@ class BulkJobs:
                 job.set_state("Failed", f"InternalServerError : {exc}")
             finally:
                 job.finished = time.monotonic()
+                job.ended.set()
 
         self._pool.submit(run)
 
@@ -243,8 +274,9 @@ class BulkJobs:
             state="UploadComplete",
             plan=plan,
         )
+        created = job.info(full=False)  # the job's state when created, whatever the worker has done since
         self._start(job, self._run_query)
-        return job.info(full=False)
+        return created
 
     def _run_query(self, job: Job) -> None:
         assert job.plan is not None
@@ -259,10 +291,14 @@ class BulkJobs:
                 if job.state != "InProgress":
                     cursor.close()
                     return
-                lines = [(row[0] + ending).encode() for row in rows]
-                job.offsets.extend(islice(accumulate(map(len, lines), initial=position), 1, None))
+                lines = [row[0] + ending for row in rows]
+                text = "".join(lines)
+                data = text.encode()
+                # Byte offsets of the rows: character counts when the text is ASCII (the usual case).
+                sizes = map(len, lines) if len(data) == len(text) else (len(line.encode()) for line in lines)
+                job.offsets.extend(islice(accumulate(sizes, initial=position), 1, None))
                 position = job.offsets[-1]
-                out.write(b"".join(lines))
+                out.write(data)
                 job.processed += len(lines)
 
     def results(self, job: Job, locator: str | None, max_records: str | None) -> tuple[Iterator[bytes], dict]:
@@ -359,8 +395,9 @@ class BulkJobs:
         if job.state != "Open":
             raise _job_error("INVALIDJOBSTATE", f"Closing a job in state {job.state} is not allowed")
         job.set_state("UploadComplete")
+        closed = job.info(full=False)
         self._start(job, self._run_ingest)
-        return job.info(full=False)
+        return closed
 
     def _rows(self, job: Job) -> Iterator[list[str]]:
         if not job.uploaded:

@@ -54,7 +54,7 @@ class _Parser:
 
     def __init__(self, text: str, resolve: Resolver) -> None:
         self.text = text
-        self.tokens = tokenize(text)
+        self.tokens = tokenize(text, double_quotes=True)
         self.i = 0
         self.resolve = resolve
         self.fields: list[str] = []

@@ -15,7 +15,8 @@ _TOKEN_RE = re.compile(
   | (?P<date>\d{{4}}-\d{{2}}-\d{{2}})(?![\w.:-])
   | (?P<number>\d+(?:\.\d+)?|\.\d+)(?![\w.])
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+  | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<dstring>"(?:[^"\\]|\\.)*")
   | (?P<op>!=|<>|<=|>=|==|&&|\|\||[=<>(),.+\-*/&:])
     """,
     re.VERBOSE | re.DOTALL,
@@ -52,15 +53,18 @@ def query_error(source: str, pos: int, code: str, message: str) -> SalesforceErr
     return SalesforceError(400, code, text)
 
 
-def tokenize(source: str) -> list[Token]:
-    """Split ``source`` into tokens, ending with an ``eof`` token; unknown characters are errors."""
+def tokenize(source: str, double_quotes: bool = False) -> list[Token]:
+    """Split ``source`` into tokens, ending with an ``eof`` token; unknown characters are errors.
+
+    Formulas take "double-quoted" strings as well; SOQL does not (Salesforce: MALFORMED_QUERY).
+    """
     tokens: list[Token] = []
     pos = 0
     while pos < len(source):
         match = _TOKEN_RE.match(source, pos)
-        if match is None:
+        if match is None or match.lastgroup == "dstring" and not double_quotes:
             raise query_error(source, pos, "MALFORMED_QUERY", f"unexpected token: '{source[pos]}'")
-        kind = match.lastgroup or ""
+        kind = "string" if match.lastgroup == "dstring" else match.lastgroup or ""
         if kind != "ws":
             tokens.append(Token(kind, match.group(), pos))
         pos = match.end()

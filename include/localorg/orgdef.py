@@ -32,6 +32,9 @@ FieldType = Literal[
     "datetime",
 ]
 _NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+# What deleting the referenced record does to a reference (Salesforce's "What to do if the lookup record
+# is deleted?"): clear the field, refuse the delete (DELETE_FAILED), or delete this record too.
+OnDelete = Literal["clear", "restrict", "cascade"]
 
 
 class _Strict(BaseModel):
@@ -60,7 +63,11 @@ class FieldDef(_Strict):
     external_id: bool = False
     reference_to: list[str] = []
     relationship_name: str | None = None
-    cascade_delete: bool = False
+    # Default as in Salesforce: an optional lookup is cleared; a required one cannot be, so it restricts.
+    on_delete: OnDelete | None = None
+    # Whether undeleting the referenced record puts back a value its deletion cleared. Salesforce does this
+    # for custom lookups and a few standard ones (Account.ParentId, Contact.ReportsToId); default: custom.
+    undelete_restores: bool | None = None
     values: list[PicklistValue] = []
     restricted: bool = False
     default: str | bool | int | float | None = None
@@ -72,10 +79,13 @@ class FieldDef(_Strict):
     def _check(self) -> FieldDef:
         if self.type == "reference" and not self.reference_to:
             raise ValueError(f"{self.name}: a reference needs reference_to")
-        if self.type != "reference" and (self.reference_to or self.relationship_name or self.cascade_delete):
+        reference_only = (self.reference_to, self.relationship_name, self.on_delete, self.undelete_restores)
+        if self.type != "reference" and any(v not in (None, []) for v in reference_only):
             raise ValueError(
-                f"{self.name}: reference_to/relationship_name/cascade_delete need type reference"
+                f"{self.name}: reference_to/relationship_name/on_delete/undelete_restores need type reference"
             )
+        if self.required and self.on_delete == "clear":
+            raise ValueError(f"{self.name}: a required reference cannot be cleared on delete")
         if self.type in ("picklist", "multipicklist") and not self.values:
             raise ValueError(f"{self.name}: a picklist needs values")
         if self.restricted and self.type not in ("picklist", "multipicklist"):
@@ -96,6 +106,13 @@ class ValidationRule(_Strict):
     field: str | None = None
 
 
+class UniqueKey(_Strict):
+    """No two live records may share these fields' values (a null never clashes): DUPLICATE_VALUE."""
+
+    fields: list[str]
+    message: str
+
+
 class ObjectDef(_Strict):
     name: str = Field(pattern=_NAME)
     label: str
@@ -113,6 +130,7 @@ class ObjectDef(_Strict):
     activity: bool = False
     # Groups of fields of which at least one must be set (CampaignMember: LeadId or ContactId).
     require_one_of: list[list[str]] = []
+    unique_keys: list[UniqueKey] = []
     fields: list[FieldDef]
     validation_rules: list[ValidationRule] = []
 
@@ -125,6 +143,8 @@ class ObjectDef(_Strict):
         names = [f.name.lower() for f in self.fields]
         if len(names) != len(set(names)):
             raise ValueError(f"{self.name}: duplicate field names")
+        if any(set(n.lower() for n in key.fields) - set(names) for key in self.unique_keys):
+            raise ValueError(f"{self.name}: a unique key names an unknown field")
         if not self.owned and self.controlled_by is None and self.name != "User":
             raise ValueError(f"{self.name}: an object without owner needs controlled_by")
         return self

@@ -4,6 +4,14 @@ server-side cursors, and read single records.
 A query materialises the ordered rowids of its result once (one indexed SQL statement); every
 page, including queryMore, then reads its rows by rowid. Paging is O(page) and the cursor is a
 stable snapshot of the result set, as in Salesforce, with no OFFSET rescans.
+
+Between pages the snapshot keeps its rows and each page reads their values as they are when it is
+fetched: a record updated in between shows its new values, one deleted in between still comes back
+(IsDeleted true), and a record added in between does not appear. A record purged (or hard-deleted) in
+between can no longer be read: it leaves the snapshot, so later pages report a totalSize smaller by as
+many and are filled from the following rows; the records a client receives always add up to the last
+totalSize it is given. (Salesforce documents only that a batch may be smaller than asked for; how it
+treats rows purged mid-cursor is not documented.)
 """
 
 from __future__ import annotations
@@ -476,9 +484,19 @@ class QueryEngine:
         return self._page(cursor, int(position), version, cursor_id)
 
     def _page(self, cursor: _Cursor, start: int, version: str, cursor_id: str | None) -> dict:
+        conn = self.org.conn()
         end = start + cursor.batch
         page = cursor.rowids[start:end]
-        records = cursor.plan.records(self.org.conn(), page, version)
+        records = cursor.plan.records(conn, page, version)
+        while len(records) < len(page):  # rows purged since the query ran: drop them, refill the page
+            table = quote(cursor.plan.obj.name)
+            sql = f"SELECT rowid FROM {table} WHERE rowid IN ({', '.join('?' * len(page))})"
+            present = {row[0] for row in conn.execute(sql, list(page))}
+            kept = array("q", (r for r in page if r in present))
+            with self._lock:
+                cursor.rowids = cursor.rowids[:start] + kept + cursor.rowids[end:]
+            page = cursor.rowids[start:end]
+            records = cursor.plan.records(conn, page, version)
         body: dict[str, Any] = {"totalSize": len(cursor.rowids), "done": end >= len(cursor.rowids)}
         if body["done"]:
             if cursor_id is not None:

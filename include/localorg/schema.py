@@ -104,13 +104,18 @@ class SField:
     unique: bool = False
     reference_to: tuple[str, ...] = ()
     relationship_name: str | None = None
-    cascade_delete: bool = False
+    on_delete: str = "clear"
+    undelete_restores: bool = False
     picklist: tuple[PicklistValue, ...] = ()
     restricted: bool = False
     default: Any = None
     formula: str | None = None
     derived: bool = False
     system: bool = False
+
+    @property
+    def cascade_delete(self) -> bool:
+        return self.on_delete == "cascade"
 
     @property
     def stored(self) -> bool:
@@ -325,7 +330,10 @@ class SObject:
             reference_to=tuple(d.reference_to),
             relationship_name=d.relationship_name
             or (d.name[:-2] if d.name.endswith("Id") and d.type == "reference" else None),
-            cascade_delete=d.cascade_delete,
+            on_delete=d.on_delete or ("restrict" if d.required else "clear"),
+            undelete_restores=d.undelete_restores
+            if d.undelete_restores is not None
+            else d.name.endswith("__c"),
             picklist=picklist,
             restricted=d.restricted,
             default=default,
@@ -519,7 +527,7 @@ class Schema:
                             "field": f.name,
                             "junctionIdListNames": [],
                             "junctionReferenceTo": [],
-                            "restrictedDelete": False,
+                            "restrictedDelete": f.on_delete == "restrict",
                             "relationshipName": f"{plural}__r" if f.custom else plural,
                         }
                     )

@@ -7,10 +7,10 @@ import logging
 import re
 import secrets
 import time
-from email.utils import formatdate
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -36,6 +36,38 @@ MIN_VERSION, MAX_VERSION = 31, 62
 COLLECTION_LIMIT = 200
 REPLICATION_DAYS = 30
 _MINUTE = 60_000
+# limits/ keys with the Max of a Salesforce Enterprise Edition org; those the org tracks (API requests,
+# Bulk API 2.0 usage) report what remains, the rest report Remaining = Max.
+_LIMITS = {
+    "ConcurrentAsyncGetReportInstances": 200,
+    "ConcurrentSyncReportRuns": 20,
+    "DailyAnalyticsDataflowJobExecutions": 60,
+    "DailyApiRequests": 15_000,
+    "DailyAsyncApexExecutions": 250_000,
+    "DailyBulkApiBatches": 15_000,
+    "DailyBulkV2QueryFileStorageMB": 976_562,
+    "DailyBulkV2QueryJobs": 10_000,
+    "DailyDurableGenericStreamingApiEvents": 10_000,
+    "DailyDurableStreamingApiEvents": 10_000,
+    "DailyGenericStreamingApiEvents": 10_000,
+    "DailyStandardVolumePlatformEvents": 10_000,
+    "DailyStreamingApiEvents": 10_000,
+    "DailyWorkflowEmails": 2_000,
+    "DataStorageMB": 5,
+    "FileStorageMB": 20,
+    "HourlyAsyncReportRuns": 1_200,
+    "HourlyDashboardRefreshes": 200,
+    "HourlyDashboardResults": 5_000,
+    "HourlyDashboardStatuses": 999_999_999,
+    "HourlyODataCallout": 10_000,
+    "HourlyPublishedPlatformEvents": 50_000,
+    "HourlySyncReportRuns": 500,
+    "HourlyTimeBasedWorkflow": 50,
+    "MassEmail": 10,
+    "PermissionSets": 1_500,
+    "SingleEmail": 15,
+    "StreamingApiConcurrentClients": 2_000,
+}
 _ROLLED_BACK = RecordError(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "Record rolled back because not all records were valid and the request was using AllOrNone header",
@@ -206,7 +238,11 @@ class Api:
             return {"removed": self.faults.clear(int(rule_id) if rule_id else None)}
         if method == "POST":
             specs = payload if isinstance(payload, list) else [payload]
-            return {"rules": [self.faults.add(spec).as_dict() for spec in specs]}
+            # "asUser" picks who an admin call acts as (the CLI always sends it); it is not part of a rule.
+            if not all(isinstance(spec, dict) for spec in specs):
+                raise SalesforceError(400, "INVALID_FAULT", "a fault rule is a JSON object")
+            rules = [{k: v for k, v in spec.items() if k != "asUser"} for spec in specs]
+            return {"rules": [self.faults.add(spec).as_dict() for spec in rules]}
         raise SalesforceError(405, "METHOD_NOT_ALLOWED", "faults takes GET, POST or DELETE")
 
     def _respond(self, request: Request, body: bytes) -> Response:
@@ -401,8 +437,11 @@ def object_metadata(api: Api, call: Call) -> tuple[int, Any]:
 
 @route(r"limits", "GET")
 def limits(api: Api, call: Call) -> tuple[int, Any]:
-    used = api.org.api_usage()
-    return 200, {"DailyApiRequests": {"Max": api.daily_limit, "Remaining": max(api.daily_limit - used, 0)}}
+    maxima = {**_LIMITS, "DailyApiRequests": api.daily_limit}
+    used = {"DailyApiRequests": api.org.api_usage(), **api.bulk.usage()}
+    return 200, {
+        name: {"Max": limit, "Remaining": max(limit - used.get(name, 0), 0)} for name, limit in maxima.items()
+    }
 
 
 # -- query ------------------------------------------------------------------------------------------
@@ -593,6 +632,17 @@ def _records(call: Call) -> tuple[list[Any], bool]:
     return body["records"], bool(body.get("allOrNone", False))
 
 
+def _check_fields(api: Api, call: Call, records: list[Any]) -> None:
+    """An unknown or invisible field in any record fails the whole request with 400 INVALID_FIELD, as in
+    Salesforce (the body does not deserialise); other problems are per-record results."""
+    for record in records:
+        try:
+            obj, values = _typed(api, record)
+        except SalesforceError:
+            continue
+        api.org.check_fields(call.user, obj, values)
+
+
 def _typed(api: Api, record: Any) -> tuple[SObject, dict[str, Any]]:
     attributes = record.get("attributes") if isinstance(record, dict) else None
     name = attributes.get("type") if isinstance(attributes, dict) else None
@@ -615,6 +665,7 @@ def collection_create(api: Api, call: Call) -> tuple[int, Any]:
 
         return run
 
+    _check_fields(api, call, records)
     return 200, _collection(api, call, [create_one(r) for r in records], all_or_none)
 
 
@@ -637,6 +688,7 @@ def collection_update(api: Api, call: Call) -> tuple[int, Any]:
 
         return run
 
+    _check_fields(api, call, records)
     return 200, _collection(api, call, [update_one(r) for r in records], all_or_none)
 
 
@@ -661,6 +713,7 @@ def collection_upsert(api: Api, call: Call) -> tuple[int, Any]:
 
         return run
 
+    _check_fields(api, call, records)
     return 200, _collection(api, call, [upsert_one(r) for r in records], all_or_none)
 
 
@@ -675,7 +728,17 @@ def collection_delete(api: Api, call: Call) -> tuple[int, Any]:
             obj = api.org.schema.by_prefix(record_id) if record_id else None
             if record_id is None or obj is None:
                 raise SalesforceError(400, "MALFORMED_ID", f"malformed id {raw}", [])
-            api.org.delete(txn, obj, record_id)
+            try:
+                api.org.delete(txn, obj, record_id)
+            except SalesforceError as exc:
+                if exc.code != "NOT_FOUND":
+                    raise
+                # DeleteResult codes: a record gone from the recycle bin is deleted, an unknown one invalid.
+                if api.org.was_purged(record_id):
+                    raise SalesforceError(400, "ENTITY_IS_DELETED", "entity is deleted", []) from None
+                raise SalesforceError(
+                    400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", []
+                ) from None
             return {"id": record_id, "success": True, "errors": []}
 
         return run
@@ -702,7 +765,7 @@ def bulk_list(api: Api, call: Call) -> tuple[int, Any]:
 
 @route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "GET")
 def bulk_info(api: Api, call: Call) -> tuple[int, Any]:
-    return 200, api.bulk.get(call.user, call.match["kind"], call.match["job"]).info()
+    return 200, api.bulk.status(api.bulk.get(call.user, call.match["kind"], call.match["job"]))
 
 
 @route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "PATCH")

@@ -102,10 +102,7 @@ class Org:
             conn.execute("ANALYZE")
         self.users = self._load_users(conn)
         self._owners = self._sharing()
-        self._clock = max(
-            conn.execute(f'SELECT COALESCE(MAX("SystemModstamp"), 0) FROM {quote(o.name)}').fetchone()[0]
-            for o in self.schema.objects.values()
-        )
+        self._clock = 0  # the last stamp given in this process (stamps never go backwards)
         self._rules = {
             obj.name: [
                 (r, compile_formula(r.condition, partial(_param_ref, obj)))
@@ -138,11 +135,20 @@ class Org:
             '"DeletedDate" INTEGER NOT NULL, "OwnerId" TEXT, "ParentId" TEXT)'
         )
         conn.execute('CREATE INDEX IF NOT EXISTS "_purged_object" ON _purged (object, "DeletedDate")')
+        # Lookups cleared by deleting the record they pointed at, which undeleting it puts back.
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _cleared (parent TEXT NOT NULL, object TEXT NOT NULL, "
+            "child TEXT NOT NULL, field TEXT NOT NULL)"
+        )
+        conn.execute('CREATE INDEX IF NOT EXISTS "_cleared_parent" ON _cleared (parent)')
         for obj in self.schema.objects.values():
             table = quote(obj.name)
             columns = {f.name: _STORAGE[f.type] for f in obj.stored_fields()}
             columns.setdefault("IsDeleted", _STORAGE["boolean"])
             columns["_DeletedDate"] = "INTEGER"
+            # The record whose deletion cascaded to this one: undelete brings back exactly those (stamps
+            # are whole seconds, so a deletion time cannot tell two deletions apart).
+            columns["_CascadedFrom"] = "TEXT"
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (rowid INTEGER PRIMARY KEY)")
             existing = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             for name, decl in columns.items():
@@ -279,17 +285,21 @@ class Org:
 
     @contextmanager
     def write(self, user: User, at: int | None = None) -> Iterator[Txn]:
-        """A serialised write transaction with one timestamp, strictly later than any before it.
+        """A serialised write transaction with one timestamp: the org clock's current whole second.
 
-        ``at`` (epoch ms) backdates the transaction instead; only for seeding history in tests and demos.
+        Salesforce stamps datetimes to the second, so transactions in one second share a stamp. The
+        stamp is read once SQLite's write lock is held (``BEGIN IMMEDIATE`` serialises writers across
+        processes too), so commits land in stamp order. ``at`` (epoch ms) backdates the transaction
+        instead; only for seeding history in tests and demos.
         """
         with self._write_lock:
             conn = self.conn()
-            if at is None:
-                self._clock = max(now_ms(), self._clock + 1)
             conn.execute("BEGIN IMMEDIATE")
+            if at is None:
+                # Wall-clock seconds, held back from going backwards if the clock steps back.
+                self._clock = at = max(now_ms() // 1000 * 1000, self._clock)
             try:
-                yield Txn(conn, self._clock if at is None else at, user)
+                yield Txn(conn, at, user)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -498,31 +508,73 @@ class Org:
                 400, "INSUFFICIENT_ACCESS_OR_READONLY", "insufficient access rights on object"
             )
 
-    def _soft_delete(self, txn: Txn, obj: SObject, record_id: str, old: dict[str, Any]) -> None:
-        self._update(txn, obj, record_id, {"IsDeleted": 1, "_DeletedDate": txn.ts}, system=False)
+    def _soft_delete(
+        self, txn: Txn, obj: SObject, record_id: str, old: dict[str, Any], parent: str | None = None
+    ) -> None:
+        for child, f in self._children(obj, "restrict"):
+            self._refuse_delete(txn, obj, record_id, child, f)
+        deleted = {"IsDeleted": 1, "_DeletedDate": txn.ts, "_CascadedFrom": parent}
+        self._update(txn, obj, record_id, deleted, system=False)
         if obj.definition.activity:
             self._roll_up_activity(txn, obj, [old])
-        for child, f in self._cascade_children(obj):
-            sql = f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} = ? AND "IsDeleted" = 0'
-            for (child_id,) in txn.conn.execute(sql, (record_id,)).fetchall():
+        for child, f in self._children(obj, "cascade"):
+            for child_id in self._live_children(txn, child, f, record_id):
                 child_row = self.stored_row(txn.conn, child, child_id) or {}
-                self._soft_delete(txn, child, child_id, child_row)
+                self._soft_delete(txn, child, child_id, child_row, record_id)
+        for child, f in self._children(obj, "clear"):
+            for child_id in self._live_children(txn, child, f, record_id):
+                # Clearing is a system change: SystemModstamp moves, LastModifiedDate does not.
+                self._update(txn, child, child_id, {f.name: None}, system=True)
+                if f.undelete_restores:
+                    txn.conn.execute(
+                        "INSERT INTO _cleared VALUES (?, ?, ?, ?)", (record_id, child.name, child_id, f.name)
+                    )
 
-    def _cascade_children(self, obj: SObject) -> list[tuple[SObject, SField]]:
-        """(child object, reference field) pairs whose records are deleted with a record of ``obj``."""
+    def _children(self, obj: SObject, on_delete: str) -> list[tuple[SObject, SField]]:
+        """(child object, reference field) pairs pointing at ``obj`` with this delete behaviour."""
         return [
             (child, f)
             for child in self.schema.objects.values()
             for f in child.fields.values()
-            if f.cascade_delete and obj.name in f.reference_to
+            if f.type == "reference"
+            and not f.system
+            and f.on_delete == on_delete
+            and obj.name in f.reference_to
         ]
+
+    @staticmethod
+    def _live_children(txn: Txn, child: SObject, f: SField, record_id: str) -> list[str]:
+        sql = f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} = ? AND "IsDeleted" = 0'
+        return [row[0] for row in txn.conn.execute(sql, (record_id,))]
+
+    def _refuse_delete(self, txn: Txn, obj: SObject, record_id: str, child: SObject, f: SField) -> None:
+        """A restricting reference blocks the delete while a live record uses it, as in Salesforce."""
+        names = [self._record_name(txn, child, i) for i in self._live_children(txn, child, f, record_id)]
+        if names:
+            raise SalesforceError(
+                400,
+                "DELETE_FAILED",
+                f"Your attempt to delete {self._record_name(txn, obj, record_id)} could not be completed "
+                f"because it is associated with the following {child.definition.label_plural.lower()}.: "
+                f"{', '.join(names)}",
+                [],
+            )
+
+    @staticmethod
+    def _record_name(txn: Txn, obj: SObject, record_id: str) -> str:
+        """A record's Name (computed for Contact and Lead), or its Id for objects without one."""
+        name = obj.field("Name")
+        if name is None:
+            return record_id
+        sql = f'SELECT {name.sql("t")} FROM {quote(obj.name)} t WHERE t."Id" = ?'
+        return str(txn.conn.execute(sql, (record_id,)).fetchone()[0] or record_id)
 
     # -- recycle bin: undelete, hard delete, purge -------------------------------------------------
 
-    def _binned_row(self, txn: Txn, obj: SObject, record_id: str) -> int:
-        """The deletion time of a record in the recycle bin that the user may see; errors otherwise."""
+    def _binned_row(self, txn: Txn, obj: SObject, record_id: str) -> None:
+        """Check that the record is in the recycle bin and that the user may see it."""
         row = txn.conn.execute(
-            f'SELECT "IsDeleted", "_DeletedDate" FROM {quote(obj.name)} WHERE "Id" = ?', (record_id,)
+            f'SELECT "IsDeleted" FROM {quote(obj.name)} WHERE "Id" = ?', (record_id,)
         ).fetchone()
         if row is None:
             raise SalesforceError(404, "INVALID_ID_FIELD", f"invalid record id: {record_id}", [])
@@ -532,25 +584,36 @@ class Org:
             )
         if not row[0]:
             raise SalesforceError(400, "UNDELETE_FAILED", "Entity is not in the recycle bin", [])
-        return int(row[1])
 
     def undelete(self, txn: Txn, obj: SObject, record_id: str) -> None:
         """Restore a record from the recycle bin, with the children its deletion cascaded to."""
         self._before_write()
-        self._restore(txn, obj, record_id, self._binned_row(txn, obj, record_id))
+        self._binned_row(txn, obj, record_id)
+        self._restore(txn, obj, record_id)
 
-    def _restore(self, txn: Txn, obj: SObject, record_id: str, deleted_at: int) -> None:
-        self._update(txn, obj, record_id, {"IsDeleted": 0, "_DeletedDate": None}, system=False)
+    def _restore(self, txn: Txn, obj: SObject, record_id: str) -> None:
+        restored = {"IsDeleted": 0, "_DeletedDate": None, "_CascadedFrom": None}
+        self._update(txn, obj, record_id, restored, system=False)
         if obj.definition.activity:
             self._roll_up_activity(txn, obj, [self.stored_row(txn.conn, obj, record_id) or {}])
-        for child, f in self._cascade_children(obj):
+        cleared = "SELECT object, child, field FROM _cleared WHERE parent = ?"
+        for child_name, child_id, name in txn.conn.execute(cleared, (record_id,)).fetchall():
+            # Salesforce puts back custom lookups (and Account.ParentId, Contact.ReportsToId) the delete
+            # cleared, unless the child has been given another value since.
+            child = self.schema.objects[child_name.lower()]
+            table, column = quote(child.name), quote(name)
+            sql = f'SELECT 1 FROM {table} WHERE "Id" = ? AND {column} IS NULL AND "IsDeleted" = 0'
+            if txn.conn.execute(sql, (child_id,)).fetchone():
+                self._update(txn, child, child_id, {name: record_id}, system=True)
+        txn.conn.execute("DELETE FROM _cleared WHERE parent = ?", (record_id,))
+        for child, f in self._children(obj, "cascade"):
             # Only children deleted together with the record come back, as in Salesforce.
             sql = (
                 f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} = ? AND "IsDeleted" = 1 '
-                'AND "_DeletedDate" = ?'
+                'AND "_CascadedFrom" = ?'
             )
-            for (child_id,) in txn.conn.execute(sql, (record_id, deleted_at)).fetchall():
-                self._restore(txn, child, child_id, deleted_at)
+            for (child_id,) in txn.conn.execute(sql, (record_id, record_id)).fetchall():
+                self._restore(txn, child, child_id)
 
     def hard_delete(self, txn: Txn, obj: SObject, record_id: str) -> None:
         """Bulk API hardDelete: delete without a stay in the recycle bin (cascading as delete does)."""
@@ -590,7 +653,8 @@ class Org:
         return count
 
     def _purge(self, txn: Txn, obj: SObject, record_id: str) -> None:
-        for child, f in self._cascade_children(obj):
+        txn.conn.execute("DELETE FROM _cleared WHERE parent = ?", (record_id,))
+        for child, f in self._children(obj, "cascade"):
             sql = f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} = ? AND "IsDeleted" = 1'
             for (child_id,) in txn.conn.execute(sql, (record_id,)).fetchall():
                 self._purge(txn, child, child_id)
@@ -618,6 +682,12 @@ class Org:
         )
         rows = self.conn().execute(sql, (start, end, *params, obj.name, start, end, *params))
         return [(r[0], r[1]) for r in rows]
+
+    def was_purged(self, record_id: str) -> bool:
+        """Whether the record was purged (or hard-deleted) and the deleted/ feed still reports it."""
+        return (
+            self.conn().execute('SELECT 1 FROM _purged WHERE "Id" = ?', (record_id,)).fetchone() is not None
+        )
 
     def earliest_deleted_available(self) -> int:
         """The deleted/ feed is complete from here on: the org's creation or the last forgotten purge."""
@@ -651,11 +721,14 @@ class Org:
             for f in child.fields.values():
                 if f.system or f.type != "reference" or obj.name not in f.reference_to:
                     continue
+                # A child that would duplicate one of the master's (a campaign membership) stays with
+                # the duplicate and goes to the recycle bin with it, as in Salesforce.
+                guards = self._unique_guards(child, f.name)
                 cur = txn.conn.execute(
                     f'UPDATE {quote(child.name)} SET {quote(f.name)} = ?, "LastModifiedDate" = ?, '
                     '"LastModifiedById" = ?, "SystemModstamp" = ? '
-                    f'WHERE {quote(f.name)} = ? AND "IsDeleted" = 0 AND "Id" != ?',
-                    (new_id, txn.ts, txn.user.id, txn.ts, old_id, new_id),
+                    f'WHERE {quote(f.name)} = ? AND "IsDeleted" = 0 AND "Id" != ?{"".join(guards)}',
+                    (new_id, txn.ts, txn.user.id, txn.ts, old_id, new_id, *[new_id] * len(guards)),
                 )
                 moved = moved or cur.rowcount > 0
             if moved and child.definition.activity:
@@ -731,11 +804,26 @@ class Org:
             self._roll_up_activity(txn, act, [{"WhoId": lead_id}, {"WhoId": contact_id, "WhatId": what_id}])
         member = self.schema.objects.get("campaignmember")
         if member is not None:
+            # Where the contact is already in the campaign, its membership is kept and the lead's is left.
+            guards = self._unique_guards(member, "ContactId")
             txn.conn.execute(
                 f'UPDATE "CampaignMember" SET "ContactId" = ?, {stamp} '
-                'WHERE "LeadId" = ? AND "ContactId" IS NULL AND "IsDeleted" = 0',
-                (contact_id, txn.ts, txn.user.id, txn.ts, lead_id),
+                f'WHERE "LeadId" = ? AND "ContactId" IS NULL AND "IsDeleted" = 0{"".join(guards)}',
+                (contact_id, txn.ts, txn.user.id, txn.ts, lead_id, *[contact_id] * len(guards)),
             )
+
+    @staticmethod
+    def _unique_guards(obj: SObject, field_name: str) -> list[str]:
+        """SQL conditions on an UPDATE of ``obj``, one ``?`` each (the new value of ``field_name``), that
+        hold when the new value keeps every unique key with that field unique."""
+        table = quote(obj.name)
+        return [
+            f' AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.{quote(field_name)} = ? AND k."IsDeleted" = 0'
+            + "".join(f" AND k.{quote(n)} = {table}.{quote(n)}" for n in key.fields if n != field_name)
+            + ")"
+            for key in obj.definition.unique_keys
+            if field_name in key.fields
+        ]
 
     @staticmethod
     def _api_values(obj: SObject, row: dict[str, Any]) -> dict[str, Any]:
@@ -801,6 +889,14 @@ class Org:
         ]
         if errors:
             raise RecordValidationError(errors)
+        for key in obj.definition.unique_keys:
+            keyed = [merged.get(name) for name in key.fields]
+            if None in keyed or not (insert or set(key.fields) & set(changed)):
+                continue
+            where = " AND ".join(f"{quote(name)} = ?" for name in key.fields)
+            sql = f'SELECT 1 FROM {quote(obj.name)} WHERE {where} AND "IsDeleted" = 0 AND "Id" IS NOT ?'
+            if txn.conn.execute(sql, (*keyed, record_id)).fetchone():
+                raise RecordValidationError([RecordError("DUPLICATE_VALUE", key.message, [])])
         for rule, compiled in self._rules[obj.name]:
             params = {
                 f"f_{name.lower()}": merged.get(obj.fields[name.lower()].name) for name in compiled.fields
@@ -975,4 +1071,3 @@ def _param_ref(obj: SObject, name: str) -> tuple[str, str]:
     if f is None or not f.stored:
         raise SalesforceError(500, "INVALID_FORMULA", f"validation rules can only read stored fields: {name}")
     return f":f_{f.name.lower()}", f.kind
-

@@ -79,6 +79,12 @@ def sample_lead(**fields: object) -> dict[str, object]:
     return {"LastName": "Lovelace", "Company": "Analytical Engines", "Email": "ada@example.com", **fields}
 
 
+def next_second() -> None:
+    """Sleep into the next whole second: the org stamps writes to the second (as Salesforce does), so a
+    test that expects a later SystemModstamp must let the clock tick first."""
+    time.sleep(1 - time.time() % 1 + 0.01)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import pytest
 from simple_salesforce import Salesforce, SalesforceMalformedRequest
 
 from localorg.store import Org
-from localorg.testing import RunningOrg
+from localorg.testing import RunningOrg, next_second
 from localorg.testing import sample_lead as lead
 
 pytestmark = pytest.mark.integration
@@ -55,6 +56,7 @@ def test_delete_and_undelete(
     account = sf.Account.create({"Name": unique()})["id"]
     contact = sf.Contact.create({"LastName": "Child", "AccountId": account})["id"]
     before = sf.Account.get(account)["SystemModstamp"]
+    next_second()  # stamps are whole seconds, as in Salesforce
     sf.Account.delete(account)
     assert {account, contact} <= deleted_ids("Account") | deleted_ids("Contact")
     status, results = local_org.admin("undelete", {"ids": [account, contact]})
@@ -98,6 +100,7 @@ def test_merge_moves_children_and_marks_losers(
     master, loser = (sf.Account.create({"Name": unique()})["id"] for _ in range(2))
     contact = sf.Contact.create({"LastName": "Moved", "AccountId": loser})["id"]
     stamp = sf.Contact.get(contact)["SystemModstamp"]
+    next_second()
     status, result = local_org.admin("merge", {"masterId": master, "duplicateIds": [loser]})
     assert status == 200 and result["mergedRecordIds"] == [loser]
     moved = sf.Contact.get(contact)
@@ -173,3 +176,112 @@ def test_cli_runs_admin_operations_through_the_server(local_org: RunningOrg, sf:
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     assert '"success": true' in out
     assert sf.Lead.get(record)["IsDeleted"] is False
+
+
+def test_delete_clears_optional_lookups_and_undelete_restores_some(
+    local_org: RunningOrg, sf: Salesforce, unique: Callable[[], str]
+) -> None:
+    parent = sf.Account.create({"Name": unique()})["id"]
+    child = sf.Account.create({"Name": unique(), "ParentId": parent})["id"]
+    campaign = sf.Campaign.create({"Name": unique()})["id"]
+    opportunity = sf.Opportunity.create(
+        {"Name": unique(), "StageName": "Prospecting", "CloseDate": "2024-06-01", "CampaignId": campaign}
+    )["id"]
+    before = sf.Account.get(child)
+    next_second()
+    sf.Account.delete(parent)
+    sf.Campaign.delete(campaign)
+    # "Clear the value of this field" is a system change: SystemModstamp moves, LastModifiedDate does not.
+    cleared = sf.Account.get(child)
+    assert cleared["ParentId"] is None and cleared["SystemModstamp"] > before["SystemModstamp"]
+    assert cleared["LastModifiedDate"] == before["LastModifiedDate"]
+    assert sf.Opportunity.get(opportunity)["CampaignId"] is None
+    _, results = local_org.admin("undelete", {"ids": [parent, campaign]})
+    assert [r["success"] for r in results] == [True, True]
+    # Undelete restores Parent Account (and custom lookups) but not an opportunity's campaign.
+    assert sf.Account.get(child)["ParentId"] == parent
+    assert sf.Opportunity.get(opportunity)["CampaignId"] is None
+
+
+def test_required_lookup_restricts_delete(sf: Salesforce, unique: Callable[[], str]) -> None:
+    name = unique()
+    account = sf.Account.create({"Name": name})["id"]
+    invoice = sf.Invoice__c.create({"Name": "INV-1", "Account__c": account})["id"]
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.Account.delete(account)
+    assert caught.value.content[0] == {
+        "errorCode": "DELETE_FAILED",
+        "message": f"Your attempt to delete {name} could not be completed because it is associated with "
+        "the following invoices.: INV-1",
+        "fields": [],
+    }
+    assert sf.Account.get(account)["IsDeleted"] is False
+    sf.Invoice__c.delete(invoice)
+    sf.Account.delete(account)
+
+
+def test_undelete_restores_only_children_deleted_with_the_parent(
+    local_org: RunningOrg, sf: Salesforce, unique: Callable[[], str]
+) -> None:
+    account = sf.Account.create({"Name": unique()})["id"]
+    alone, cascaded = (sf.Contact.create({"LastName": "Kid", "AccountId": account})["id"] for _ in range(2))
+    sf.Contact.delete(alone)
+    sf.Account.delete(account)  # very likely in the same second as the contact's own delete
+    local_org.admin("undelete", {"ids": [account]})
+    assert sf.Contact.get(cascaded)["IsDeleted"] is False
+    rows = sf.query_all(f"SELECT IsDeleted FROM Contact WHERE Id = '{alone}'", include_deleted=True)
+    assert rows["records"][0]["IsDeleted"] is True
+
+
+def test_campaign_membership_is_unique_through_create_merge_and_conversion(
+    local_org: RunningOrg, sf: Salesforce, unique: Callable[[], str]
+) -> None:
+    company = unique()
+    campaign = sf.Campaign.create({"Name": company})["id"]
+    master, loser = (sf.Lead.create(lead(Company=company))["id"] for _ in range(2))
+    for lead_id in (master, loser):
+        sf.CampaignMember.create({"CampaignId": campaign, "LeadId": lead_id})
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        sf.CampaignMember.create({"CampaignId": campaign, "LeadId": master})
+    assert caught.value.content[0] == {
+        "errorCode": "DUPLICATE_VALUE",
+        "message": "Already a campaign member.",
+        "fields": [],
+    }
+    members = f"SELECT Id, LeadId, ContactId FROM CampaignMember WHERE CampaignId = '{campaign}'"
+    status, _ = local_org.admin("merge", {"masterId": master, "duplicateIds": [loser]})
+    assert status == 200
+    assert [r["LeadId"] for r in sf.query(members)["records"]] == [master]
+    # Converting into a contact that is already a member keeps the contact's one membership.
+    account = sf.Account.create({"Name": company})["id"]
+    contact = sf.Contact.create({"LastName": "Member", "AccountId": account})["id"]
+    sf.CampaignMember.create({"CampaignId": campaign, "ContactId": contact})
+    status, result = local_org.admin(
+        "convert-lead",
+        {"leadId": master, "accountId": account, "contactId": contact, "doNotCreateOpportunity": True},
+    )
+    assert status == 200, result
+    rows = sf.query(members)["records"]
+    assert len(rows) == 2 and [r["ContactId"] for r in rows].count(contact) == 1
+
+
+def admin_cli(local_org: RunningOrg, *args: str) -> dict:
+    command = [sys.executable, "-m", "localorg", "admin", "--data", str(local_org.data_dir)]
+    command += ["--port", str(local_org.port), *args]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def test_cli_merges_and_converts(local_org: RunningOrg, sf: Salesforce, unique: Callable[[], str]) -> None:
+    company = unique()
+    master, loser = (sf.Lead.create(lead(Company=company))["id"] for _ in range(2))
+    assert admin_cli(local_org, "merge", master, loser)["mergedRecordIds"] == [loser]
+    assert sf.query_all(f"SELECT IsDeleted FROM Lead WHERE Id = '{loser}'", include_deleted=True)["records"][
+        0
+    ]["IsDeleted"]
+    result = admin_cli(
+        local_org, "--as-user", "integration@localorg.test", "convert-lead", master, "--no-opportunity"
+    )
+    assert result["opportunityId"] is None
+    converted = sf.Lead.get(master)
+    assert converted["IsConverted"] is True and converted["ConvertedContactId"] == result["contactId"]
+    assert sf.Contact.get(result["contactId"])["OwnerId"] == converted["OwnerId"]

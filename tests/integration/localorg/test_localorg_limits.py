@@ -50,3 +50,22 @@ def test_exhausted_limit_refuses_requests(tmp_path: Path, monkeypatch: pytest.Mo
         assert caught.value.content == [
             {"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}
         ]
+
+
+def test_limits_lists_the_usual_keys_and_counts_bulk_jobs(sf: Salesforce) -> None:
+    before = sf.limits()
+    for name in (
+        "DailyApiRequests",
+        "DailyBulkApiBatches",
+        "DailyBulkV2QueryJobs",
+        "DailyBulkV2QueryFileStorageMB",
+        "ConcurrentAsyncGetReportInstances",
+        "DataStorageMB",
+    ):
+        assert (
+            set(before[name]) == {"Max", "Remaining"}
+            and 0 <= before[name]["Remaining"] <= before[name]["Max"]
+        )
+    list(sf.bulk2.Lead.query("SELECT Id FROM Lead LIMIT 1", wait=0))
+    after = sf.limits()
+    assert after["DailyBulkV2QueryJobs"]["Remaining"] == before["DailyBulkV2QueryJobs"]["Remaining"] - 1

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from simple_salesforce import Salesforce, SalesforceMalformedRequest
 
+from localorg.store import Org
 from localorg.testing import sample_lead as lead
 
 pytestmark = pytest.mark.integration
@@ -130,6 +131,7 @@ def test_field_names_are_returned_in_describe_casing(sf: Salesforce, tagged: str
         ("SELECT Id FROM Lead WHERE Id = 'nope'", "INVALID_QUERY_FILTER_OPERATOR", "invalid ID field: nope"),
         ("SELECT Id, Nobody.Name FROM Lead", "INVALID_FIELD", "Didn't understand relationship 'Nobody'"),
         ("SELECT Id FROM Lead LIMIT 5 OFFSET 2001", "NUMBER_OUTSIDE_VALID_RANGE", "Maximum SOQL offset"),
+        ('SELECT Id FROM Lead WHERE LastName = "x"', "MALFORMED_QUERY", "Column:38\nunexpected token: '\"'"),
     ],
 )
 def test_query_errors(sf: Salesforce, soql: str, code: str, text: str) -> None:
@@ -183,3 +185,24 @@ def test_hook_make_query_and_dataframe(
     result = hook.make_query("SELECT Id, LastName, CreatedDate FROM Lead WHERE Company = 'QueryCo'")
     frame = hook.object_to_df(result["records"], coerce_to_timestamp=True)
     assert len(frame) == 5 and {"id", "lastname", "createddate"} <= set(frame.columns)
+
+
+def test_paging_snapshot_when_records_are_deleted_or_purged_between_pages(
+    sf: Salesforce, admin: Salesforce, store: Org, unique: Callable[[], str]
+) -> None:
+    company = unique()
+    store.seed(
+        "Lead", (lead(Company=company, LastName=f"S{i:04d}") for i in range(450)), "integration@localorg.test"
+    )
+    soql = f"SELECT Id, LastName, IsDeleted FROM Lead WHERE Company = '{company}' ORDER BY LastName"
+    headers = {"Sforce-Query-Options": "batchSize=200"}
+    first = sf.query(soql, headers=headers)
+    later = [r["Id"] for r in sf.query_all(soql)["records"][200:]]
+    sf.Lead.delete(later[0])  # deleted: still in the snapshot, read as it is now
+    admin.bulk2.Lead.hard_delete(records=[{"Id": i} for i in later[1:3]], wait=0)  # purged: gone
+    second = sf.query_more(first["nextRecordsUrl"], identifier_is_url=True, headers=headers)
+    assert second["totalSize"] == 448 and len(second["records"]) == 200
+    assert second["records"][0]["IsDeleted"] is True
+    assert [r["LastName"] for r in second["records"]][1:3] == ["S0203", "S0204"]
+    third = sf.query_more(second["nextRecordsUrl"], identifier_is_url=True, headers=headers)
+    assert third["done"] and len(first["records"]) + 200 + len(third["records"]) == third["totalSize"] == 448

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from simple_salesforce import Salesforce, SalesforceMalformedRequest, SalesforceResourceNotFound
 
+from localorg.ids import make_id
 from localorg.schema import now_ms
 from localorg.store import Org
+from localorg.testing import next_second
 from localorg.testing import sample_lead as lead
 
 pytestmark = pytest.mark.integration
@@ -189,11 +191,13 @@ def test_collections_upsert_and_limit(sf: Salesforce, unique: Callable[[], str])
 def test_system_modstamp_moves_on_every_change(sf: Salesforce) -> None:
     contact = sf.Contact.create({"LastName": "Activity"})["id"]
     before = sf.Contact.get(contact)
+    next_second()  # stamps are whole seconds, as in Salesforce
     sf.Contact.update(contact, {"Title": "A"})
     after_update = sf.Contact.get(contact)
     assert after_update["SystemModstamp"] > before["SystemModstamp"]
     assert after_update["LastModifiedDate"] == after_update["SystemModstamp"]
     # Logging an activity is a system change: LastActivityDate and SystemModstamp move, LastModifiedDate not.
+    next_second()
     sf.Task.create({"Subject": "Call", "WhoId": contact, "ActivityDate": "2024-03-01"})
     after_task = sf.Contact.get(contact)
     assert after_task["LastActivityDate"] == "2024-03-01"
@@ -247,3 +251,43 @@ def test_concurrent_clients(sf: Salesforce, unique: Callable[[], str]) -> None:
         ids = list(pool.map(work, range(40)))
     assert len(set(ids)) == 40
     assert sf.query(f"SELECT COUNT() FROM Lead WHERE Company = '{company}'")["totalSize"] == 40
+
+
+def test_stamps_are_whole_seconds_shared_within_a_second(sf: Salesforce, unique: Callable[[], str]) -> None:
+    company = unique()
+    next_second()
+    ids = [sf.Lead.create(lead(Company=company))["id"] for _ in range(3)]
+    rows = sf.query(f"SELECT SystemModstamp, CreatedDate FROM Lead WHERE Company = '{company}'")["records"]
+    assert len(ids) == 3 and all(r["SystemModstamp"].endswith(".000+0000") for r in rows)
+    # Three quick writes in one second share one stamp, as in Salesforce; the sync must handle ties.
+    assert len({r["SystemModstamp"] for r in rows}) == 1
+    assert {r["CreatedDate"] for r in rows} == {rows[0]["SystemModstamp"]}
+
+
+@pytest.mark.parametrize("field", ["Bogus__c", "Internal_Rating__c"])
+def test_collections_unknown_or_hidden_field_fails_the_request(
+    sf: Salesforce, unique: Callable[[], str], field: str
+) -> None:
+    company = unique()
+    records = [
+        {"attributes": {"type": "Lead"}, **lead(Company=company)},
+        {"attributes": {"type": "Lead"}, **lead(Company=company, **{field: "x"})},
+    ]
+    with pytest.raises(SalesforceMalformedRequest) as caught:
+        collection(sf, "POST", records)
+    assert caught.value.status == 400
+    assert caught.value.content[0]["errorCode"] == "INVALID_FIELD"
+    assert f"No such column '{field}'" in caught.value.content[0]["message"]
+    assert sf.query(f"SELECT COUNT() FROM Lead WHERE Company = '{company}'")["totalSize"] == 0
+
+
+def test_collections_delete_result_codes(sf: Salesforce) -> None:
+    binned = sf.Lead.create(lead())["id"]
+    sf.Lead.delete(binned)
+    never = make_id("00Q", 10**9)
+    results = sf.restful("composite/sobjects", method="DELETE", params={"ids": f"{binned},{never},nope"})
+    assert [(r["id"], r["errors"][0]["statusCode"]) for r in results] == [
+        (binned, "ENTITY_IS_DELETED"),
+        (never, "INVALID_CROSS_REFERENCE_KEY"),
+        ("nope", "MALFORMED_ID"),
+    ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,14 @@ def test_daily_limit_is_a_rolling_24_hours(tmp_path: Path) -> None:
     assert org.api_usage() == 7  # the bucket 24 hours old no longer counts
     assert org.count_api_request(limit=8) == (8, True)
     assert org.count_api_request(limit=8) == (8, False)
+
+
+def test_seed_cli_creates_the_asked_counts(tmp_path: Path) -> None:
+    data = tmp_path / "org"
+    command = [sys.executable, "-m", "localorg", "seed", "--data", str(data), "--seed", "5", "--count", "300"]
+    out = subprocess.run([*command, "--objects", "Account=40"], capture_output=True, text=True, check=True)
+    reported = json.loads(out.stdout.splitlines()[0])
+    assert reported["Lead"] == 300 and reported["Account"] == 40
+    with sqlite3.connect(data / "org.sqlite") as conn:
+        for name, count in reported.items():
+            assert conn.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0] == count, name
