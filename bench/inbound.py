@@ -79,7 +79,7 @@ def warehouse_side(url: str) -> tuple[float, float, int]:
     columns = transforms.columns(sf.describe("Lead"), LEAD_FIELDS)
     names = [c.name for c in columns]
     query = soql.delta_query("Lead", [c.field for c in columns], "SystemModstamp", None, sf.now())
-    pages = list(sf.client.bulk2.Lead.query_all(query, max_records=inbound.BULK_PAGE_RECORDS, wait=0.5))
+    pages = list(sf.bulk_query_pages("Lead", query, inbound.BULK_PAGE_RECORDS))
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
         conn.execute("SET search_path TO bench")

@@ -32,6 +32,20 @@ file) and insert/update/upsert/delete/hardDelete ingest jobs through the store's
 ``bulk_api_hard_delete`` (System Administrator has it, the integration user does not). Jobs live for
 the server's lifetime.
 
+Composite (``POST /services/data/vXX.X/composite``, ``{"allOrNone", "collateSubrequests",
+"compositeRequest": [{"method", "url", "referenceId", "body"?, "httpHeaders"?}]}``): up to 25 subrequests
+(at most 5 of them query/queryAll/sObject Collections; more answer 400 LIMIT_EXCEEDED), run in order through
+the same dispatch as standalone requests, as the caller, with their own ``httpHeaders`` (e.g.
+``Sforce-Query-Options``); Accept, Authorization and Content-Type are inherited and may not be set. Only
+sObject, query/queryAll and sObject Collections resources are allowed (anything else, such as Bulk jobs or
+composite itself, answers 400 INVALID_API_INPUT before any subrequest runs). ``@{ref.id}`` and
+``@{ref.records[0].Id}`` in a later url or body read an earlier response; an unresolvable reference (for
+instance to a failed subrequest) fails that subrequest with PROCESSING_HALTED. ``allOrNone: true`` runs all
+writes in one transaction (overriding sObject Collections' own flag): the first failure keeps its error,
+every other subrequest answers 400 PROCESSING_HALTED, and nothing is committed. The answer is 200
+``{"compositeResponse": [{"body", "httpHeaders", "httpStatusCode", "referenceId"}]}`` in request order, and
+the whole request counts as ONE API call (usage counter and ``Sforce-Limit-Info``).
+
 Record lifecycle: REST delete moves records to the recycle bin (queryAll and ``deleted/`` see them);
 after 15 days (``admin purge --expired``, also run at server start) or an explicit purge, and at once
 for Bulk hardDelete, records leave every read path except ``deleted/``, which keeps reporting them

@@ -21,7 +21,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from . import admin, faults
+from . import admin, composite, faults
 from .auth import Sessions, oauth_token, soap_login
 from .bulk import BulkJobs
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
@@ -324,27 +324,38 @@ class Api:
     def _dispatch(
         self, request: Request, body: bytes, version: str, rest: str, user: User
     ) -> tuple[int, Any]:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        return self.route_call(
+            request.method, request.url.path, request.url.query, headers, body, version, rest, user
+        )
+
+    def route_call(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        version: str,
+        rest: str,
+        user: User,
+    ) -> tuple[int, Any]:
+        """Run the handler for ``rest`` (the path after ``/services/data/vXX.X/``): the one code path of
+        every API request and every Composite subrequest. ``headers`` have lower-case names."""
         for pattern, handlers in _ROUTES:
             match = pattern.fullmatch(rest)
             if match is None:
                 continue
-            handler = handlers.get(request.method)
+            handler = handlers.get(method)
             if handler is None:
                 allowed = ",".join(sorted(handlers))
                 raise SalesforceError(
                     405,
                     "METHOD_NOT_ALLOWED",
-                    f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}",
+                    f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
                 )
             call = Call(
-                request.method,
-                request.url.path,
-                match,
-                parse_qs(request.url.query, keep_blank_values=True),
-                {k.lower(): v for k, v in request.headers.items()},
-                body,
-                version,
-                user,
+                method, path, match, parse_qs(query, keep_blank_values=True), headers, body, version, user
             )
             return handler(self, call)
         raise not_found()
@@ -747,6 +758,14 @@ def collection_delete(api: Api, call: Call) -> tuple[int, Any]:
     for raw, result in zip(ids, results, strict=True):
         result.setdefault("id", normalize_id(raw) or raw)
     return 200, results
+
+
+# -- Composite --------------------------------------------------------------------------------------
+
+
+@route(r"composite", "POST")
+def composite_request(api: Api, call: Call) -> tuple[int, Any]:
+    return 200, composite.run(api, call)
 
 
 # -- Bulk API 2.0 -----------------------------------------------------------------------------------

@@ -292,6 +292,12 @@ class Org:
         processes too), so commits land in stamp order. ``at`` (epoch ms) backdates the transaction
         instead; only for seeding history in tests and demos.
         """
+        outer: Txn | None = getattr(self._local, "txn", None)
+        if outer is not None:
+            # Inside ``transaction`` (a Composite allOrNone request): one savepoint of the open transaction.
+            with self.savepoint(outer):
+                yield Txn(outer.conn, outer.ts, user)
+            return
         with self._write_lock:
             conn = self.conn()
             conn.execute("BEGIN IMMEDIATE")
@@ -304,6 +310,17 @@ class Org:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self, user: User) -> Iterator[Txn]:
+        """One write transaction spanning several requests on this thread (Composite ``allOrNone``): every
+        ``write`` inside it becomes a savepoint of it, and all of them commit or roll back together."""
+        with self.write(user) as txn:
+            self._local.txn = txn
+            try:
+                yield txn
+            finally:
+                self._local.txn = None
 
     @contextmanager
     def savepoint(self, txn: Txn) -> Iterator[None]:

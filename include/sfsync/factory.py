@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
 from sfsync.assets import table_asset
 from sfsync.defaults import DAG_DEFAULTS, SYNC_SCHEDULE
+from sfsync.full_load import FULL_LOAD_TIMEOUT
 from sfsync.registry import Registry, SyncObject
-from sfsync.tasks import extract_deltas, merge_into_target, prepare_warehouse, reconcile_ids
+from sfsync.tasks import (
+    copy_slice,
+    extract_deltas,
+    hand_over,
+    merge_into_target,
+    plan_slices,
+    prepare_warehouse,
+    reconcile_ids,
+)
+from sfsync.timetables import BackfillOnlyTimetable
 
 FULL_LOAD_DAG_ID = "sf_full_load"
 
@@ -38,14 +48,39 @@ def build_sync_dag(entry: SyncObject) -> DAG:
 
 
 def build_full_load_dag(registry: Registry) -> DAG:
-    """The one-off full load of every enabled object; triggered by hand or backfilled, never scheduled."""
-    objects = ", ".join(e.sobject for e in registry.enabled())
+    """The one-off full load: triggered by hand (the whole org), or backfilled one day per run."""
+    objects = [e.sobject for e in registry.enabled()]
+    defaults = DAG_DEFAULTS | {"dagrun_timeout": FULL_LOAD_TIMEOUT, "max_active_runs": 4}
     with DAG(
         dag_id=FULL_LOAD_DAG_ID,
-        schedule=None,
-        doc_md=f"### Full load\n\nCopies the whole org with Bulk API 2.0 ({objects}).",
+        schedule=BackfillOnlyTimetable(),
+        doc_md=FULL_LOAD_DOC.format(objects=", ".join(objects)),
         tags=["sfsync", "full-load"],
-        **DAG_DEFAULTS,
+        params={
+            "objects": Param(
+                [], type="array", items={"enum": objects}, description="Objects to copy; empty: all"
+            ),
+            "slice_days": Param(
+                30, type="number", exclusiveMinimum=0, description="Days of CreatedDate per slice"
+            ),
+        },
+        **defaults,
     ) as dag:
-        prepare_warehouse()
+        slices = plan_slices()
+        copies = copy_slice.expand(piece=slices)
+        prepare_warehouse() >> slices
+        copies >> hand_over()
     return dag
+
+
+FULL_LOAD_DOC = """### Full load
+
+Copies every record the integration user can see ({objects}) with Bulk API 2.0, in CreatedDate slices:
+one mapped `copy_slice` task per object and slice, each retried on its own. A manual run copies the whole
+history (params `objects`, `slice_days`); a backfill run copies the records created in its day:
+
+    airflow backfill create --dag-id sf_full_load --from-date 2015-01-01 --to-date 2025-01-01
+
+While a full load of an object runs, its `sf_sync__<object>` DAG waits; afterwards it continues from a
+watermark taken before the copy started. Re-running a slice or the whole load is harmless.
+"""

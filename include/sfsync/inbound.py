@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sfsync import soql, transforms, warehouse
+from sfsync import full_load, soql, transforms, warehouse
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import Salesforce
 
@@ -28,8 +28,6 @@ INBOUND, RECONCILE = "inbound", "reconcile"
 #: Fields the merge itself relies on; an object without them cannot be synced incrementally.
 REQUIRED_COLUMNS = ("id", "systemmodstamp")
 BULK_PAGE_RECORDS = 50_000
-# The client backs off by itself (up to a few seconds between polls); each poll is one API call.
-BULK_POLL_SECONDS = 0.5
 
 
 def extract(
@@ -41,6 +39,9 @@ def extract(
         run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
         if run and run[0] != "extracting":
             return {"status": run[0]}
+        if (full_load_run := full_load.in_progress(conn, entry.sobject)) and not run:
+            log.info("%s: waiting for the full load %s to finish", entry.sobject, full_load_run)
+            return {"status": f"waiting for full load {full_load_run}"}
         if (reason := _over_budget(conn, settings)) and not run:
             log.warning("%s: skipping extraction: %s", entry.sobject, reason)
             conn.execute(
@@ -208,10 +209,9 @@ def _stage(
     first = next(pages)
     if first["totalSize"] > entry.bulk_threshold:
         pages.close()
-        csv_pages = getattr(sf.client.bulk2, entry.sobject).query_all(
-            query, max_records=BULK_PAGE_RECORDS, wait=BULK_POLL_SECONDS
+        return warehouse.copy_csv(
+            conn, staging, names, sf.bulk_query_pages(entry.sobject, query, BULK_PAGE_RECORDS)
         )
-        return warehouse.copy_csv(conn, staging, names, csv_pages)
     return warehouse.copy_rows(conn, staging, names, _records(chain([first], pages), names))
 
 

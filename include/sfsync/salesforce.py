@@ -8,7 +8,7 @@ much of the org's daily limit is left, without a ``limits`` call of its own.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -19,6 +19,8 @@ import requests
 from sfsync.defaults import SALESFORCE_CONN_ID
 
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+# The client backs off by itself (up to a few seconds between polls); each poll is one API call.
+BULK_POLL_SECONDS = 0.5
 
 
 class ApiBudgetExceeded(RuntimeError):
@@ -84,3 +86,8 @@ class Salesforce:
         while not page["done"]:
             page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
             yield page
+
+    def bulk_query_pages(self, sobject: str, soql: str, page_records: int) -> Iterator[str]:
+        """A Bulk API 2.0 queryAll job's CSV pages (each with its header row), one in memory at a time."""
+        handler = getattr(self.client.bulk2, sobject)
+        return handler.query_all(soql, max_records=page_records, wait=BULK_POLL_SECONDS)

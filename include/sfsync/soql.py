@@ -25,3 +25,16 @@ def delta_query(sobject: str, fields: list[str], cursor: str, low: datetime | No
 def id_query(sobject: str) -> str:
     """Every Id the caller can see, deleted ones included when run through queryAll."""
     return f"SELECT Id FROM {sobject} ORDER BY Id"
+
+
+def created_query(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:
+    """Records created in ``[start, end)``: one slice of a full load."""
+    return (
+        f"SELECT {', '.join(fields)} FROM {sobject}"
+        f" WHERE CreatedDate >= {literal(start)} AND CreatedDate < {literal(end)}"
+    )
+
+
+def count_of(query: str) -> str:
+    """``SELECT COUNT()`` with the same FROM and WHERE as ``query``."""
+    return "SELECT COUNT() " + query[query.index(" FROM ") + 1 :].split(" ORDER BY ")[0]

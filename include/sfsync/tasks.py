@@ -63,3 +63,44 @@ def reconcile_ids(sobject: str) -> dict[str, Any]:
     return inbound.reconcile(
         registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
     )
+
+
+@task(pool=SALESFORCE_POOL)
+def plan_slices(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """Cut each object's history into CreatedDate slices: all of it for a manual run, the data interval
+    for a backfill run (``airflow backfill create --dag-id sf_full_load ...``)."""
+    from sfsync import full_load
+
+    context = get_current_context()
+    params = params or {}
+    interval = None
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if context["dag_run"].run_type == "backfill" and start and end:
+        interval = (start, end)
+    return full_load.plan(
+        list(params.get("objects") or []),
+        float(params.get("slice_days") or 30),
+        interval,
+        context["run_id"],
+        SALESFORCE_CONN_ID,
+        WAREHOUSE_CONN_ID,
+    )
+
+
+@task(
+    pool=SALESFORCE_POOL,
+    map_index_template="{{ piece.sobject }} {{ piece.start[:10] }}..{{ piece.end[:10] }}",
+)
+def copy_slice(piece: dict[str, str]) -> dict[str, Any]:
+    """Copy one object's records created in one slice, with Bulk API 2.0, and merge them."""
+    from sfsync import full_load
+
+    return full_load.copy_slice(piece, get_current_context()["run_id"], SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+
+
+@task(trigger_rule="all_done")
+def hand_over() -> dict[str, Any]:
+    """Let each fully copied object's incremental DAG continue from before the copy; report failed slices."""
+    from sfsync import full_load
+
+    return full_load.finish(get_current_context()["run_id"], WAREHOUSE_CONN_ID)

@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import pendulum
 import pytest
 from airflow.models import DagBag
+from airflow.timetables.base import TimeRestriction
 
 from sfsync.defaults import APPROVED_TAGS, SALESFORCE_POOL
 from sfsync.registry import load_registry
@@ -44,10 +46,10 @@ def test_retries_tags_and_start_date(dagbag, dag_id):
     assert dag.start_date.tzinfo is not None and dag.start_date.utcoffset().total_seconds() == 0
 
 
-def test_full_load_is_manual_only(dagbag):
+def test_full_load_runs_by_hand_or_backfill_only(dagbag):
     dag = dagbag.dags["sf_full_load"]
-    assert type(dag.timetable).__name__ == "NullTimetable"
-    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert type(dag.timetable).__name__ == "BackfillOnlyTimetable"
+    assert dag.catchup is False
 
 
 def test_direction_tag_follows_the_registry(dagbag):
@@ -76,9 +78,35 @@ def test_salesforce_calls_go_through_the_pool_and_merges_publish_the_table(dagba
 
 
 def test_full_load_structure(dagbag):
-    """Only tasks that really exist: until the full load lands, it only prepares the warehouse."""
     dag = dagbag.dags["sf_full_load"]
-    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {"prepare_warehouse": set()}
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {
+        "prepare_warehouse": {"plan_slices"},
+        "plan_slices": {"copy_slice"},
+        "copy_slice": {"hand_over"},
+        "hand_over": set(),
+    }
+    assert dag.get_task("plan_slices").pool == dag.get_task("copy_slice").pool == SALESFORCE_POOL
+    assert dag.get_task("hand_over").trigger_rule == "all_done", "failed slices are reported, not hidden"
+    assert set(dag.params) == {"objects", "slice_days"}
+
+
+def test_full_load_is_backfilled_by_day_and_never_scheduled(dagbag):
+    timetable = dagbag.dags["sf_full_load"].timetable
+    start = pendulum.datetime(2025, 3, 1, tz="UTC")
+    backfill = TimeRestriction(earliest=start, latest=start.add(days=2), catchup=True)
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=backfill)
+    assert (first.data_interval.start, first.data_interval.end) == (start, start.add(days=1))
+    scheduler = TimeRestriction(earliest=start, latest=None, catchup=False)
+    assert timetable.next_dagrun_info(last_automated_data_interval=None, restriction=scheduler) is None
+
+
+def test_the_plugin_registers_the_timetable():
+    from airflow import plugins_manager
+
+    from sfsync.timetables import BackfillOnlyTimetable
+
+    assert plugins_manager.get_import_errors() == {}
+    assert BackfillOnlyTimetable in plugins_manager.get_timetables_plugins().values()
 
 
 def test_bad_registry_fails_parsing_with_a_clear_error(monkeypatch):

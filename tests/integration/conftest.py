@@ -51,18 +51,14 @@ def sync(dagbag, local_org, warehouse_url):
         assert dagrun.state == DagRunState.SUCCESS, {
             ti.task_id: ti.state for ti in dagrun.get_task_instances()
         }
+        names = ("status", "new", "updated", "deleted", "skipped", "api_calls")
         with psycopg.connect(warehouse_url) as conn:
-            return dict(
-                zip(
-                    ("status", "new", "updated", "deleted", "skipped", "api_calls"),
-                    conn.execute(
-                        "SELECT status, new, updated, deleted, skipped, api_calls FROM sfsync.sync_runs"
-                        " WHERE direction = 'inbound' AND sobject ILIKE %s ORDER BY started_at DESC LIMIT 1",
-                        [table],
-                    ).fetchone(),
-                    strict=True,
-                )
-            )
+            row = conn.execute(
+                f"SELECT {', '.join(names)} FROM sfsync.sync_runs WHERE direction = 'inbound'"
+                " AND run_id = %s",
+                [dagrun.run_id],
+            ).fetchone()
+        return dict(zip(names, row or (None,) * len(names), strict=True))
 
     return run
 

@@ -1,20 +1,12 @@
-"""Real Airflow runs (dag.test()) of the generated DAGs against a real warehouse."""
+"""Real Airflow runs (dag.test()) that fail: the error names the connection, never its credentials."""
 
 import json
 
-import psycopg
 import pytest
 from airflow.models import DagBag
 from airflow.utils.state import DagRunState, TaskInstanceState
 
-from sfsync.warehouse import migrations
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dags(airflow_db):
-    return DagBag(dag_folder="dags").dags
 
 
 def without_retries(dag_id: str):
@@ -27,18 +19,6 @@ def without_retries(dag_id: str):
 
 def task_states(dagrun) -> dict[str, TaskInstanceState]:
     return {ti.task_id: ti.state for ti in dagrun.get_task_instances()}
-
-
-@pytest.mark.parametrize("dag_id", ["sf_full_load"])
-def test_run_prepares_the_warehouse(dags, warehouse_url, dag_id):
-    dagrun = without_retries(dag_id).test()
-    assert dagrun.state == DagRunState.SUCCESS
-    assert task_states(dagrun) == {"prepare_warehouse": TaskInstanceState.SUCCESS}
-    with psycopg.connect(warehouse_url) as conn:
-        assert conn.execute("SELECT count(*) FROM sfsync.schema_migrations").fetchone() == (
-            len(migrations()),
-        )
-    assert dags[dag_id].test().state == DagRunState.SUCCESS, "a repeated run is harmless"
 
 
 def test_missing_connection_names_the_connection(airflow_db, monkeypatch, capsys, caplog):

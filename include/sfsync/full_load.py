@@ -1,0 +1,200 @@
+"""The full load: every record the integration user can see, copied with Bulk API 2.0 in CreatedDate slices.
+
+``plan`` describes each object, prepares its table and cuts its history into slices (the whole history
+for a manual run, the run's data interval for a backfill run); ``copy_slice`` streams one slice's Bulk
+CSV pages into ``COPY`` and merges them with the incremental sync's own statement, so re-running a slice
+or the whole load is harmless; ``finish`` hands each object over to its incremental DAG, which skips its
+runs while a full load of its object is unfinished.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from sfsync import soql, transforms, warehouse
+from sfsync.registry import SyncObject, load_registry
+from sfsync.salesforce import Salesforce
+
+log = logging.getLogger(__name__)
+
+#: A full load unfinished for longer than this no longer holds its objects' incremental DAGs back.
+FULL_LOAD_TIMEOUT = timedelta(hours=24)
+BULK_PAGE_RECORDS = 100_000
+
+
+def plan(
+    objects: list[str],
+    slice_days: float,
+    interval: tuple[datetime, datetime] | None,
+    run_id: str,
+    sf_conn_id: str,
+    wh_conn_id: str,
+) -> list[dict[str, str]]:
+    """Register this run's slices (once: a retried plan returns the same ones) and return them."""
+    registry = load_registry()
+    entries = [registry.get(name) for name in objects] if objects else list(registry.enabled())
+    with warehouse.connect(wh_conn_id) as conn:
+        if not _slices(conn, run_id):
+            sf = Salesforce(sf_conn_id)
+            for entry in entries:
+                _plan_object(conn, sf, entry, slice_days, interval, run_id)
+        planned = _slices(conn, run_id)
+    log.info("full load %s: %d slices over %d objects", run_id, len(planned), len(entries))
+    return planned
+
+
+def _plan_object(
+    conn: psycopg.Connection,
+    sf: Salesforce,
+    entry: SyncObject,
+    slice_days: float,
+    interval: tuple[datetime, datetime] | None,
+    run_id: str,
+) -> None:
+    columns = _columns(sf, entry)
+    warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional")
+    watermark = sf.now()  # taken before any record is read: the hand-over point
+    if interval is None:
+        first = sf.client.query_all(
+            f"SELECT CreatedDate FROM {entry.sobject} ORDER BY CreatedDate LIMIT 1", True
+        )
+        start = _parse(first["records"][0]["CreatedDate"]) if first["records"] else watermark
+        interval = (start, watermark)
+    start, end = interval[0], min(interval[1], watermark)
+    bounds = [start]
+    while bounds[-1] + timedelta(days=slice_days) < end:
+        bounds.append(bounds[-1] + timedelta(days=slice_days))
+    bounds.append(max(end, start))
+    with conn.transaction():
+        for low, high in zip(bounds, bounds[1:], strict=False):
+            conn.execute(
+                "INSERT INTO sfsync.full_load_slices (run_id, sobject, slice_start, slice_end, watermark)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                [run_id, entry.sobject, low, high, watermark],
+            )
+
+
+def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: str) -> dict[str, Any]:
+    """Copy the records created in one slice and merge them; returns rows and API calls."""
+    entry = load_registry().get(piece["sobject"])
+    start, end = datetime.fromisoformat(piece["start"]), datetime.fromisoformat(piece["end"])
+    key = {"run_id": run_id, "sobject": entry.sobject, "start": start}
+    with warehouse.connect(wh_conn_id) as conn:
+        _mark(conn, key, "copying", attempt=1)
+        sf = Salesforce(sf_conn_id)
+        try:
+            columns = _columns(sf, entry)
+            names = [c.name for c in columns]
+            warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional")
+            staging = warehouse.staging_table(entry.table, f"{run_id}/{piece['start']}")
+            warehouse.create_staging(conn, entry.table, staging, names)
+            query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
+            total = sf.client.query_all(soql.count_of(query), include_deleted=True)["totalSize"]
+            pages = sf.bulk_query_pages(entry.sobject, query, BULK_PAGE_RECORDS)
+            rows = warehouse.copy_csv(conn, staging, names, _progress(pages, total, entry.sobject, piece))
+            with conn.transaction():
+                conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+                counters = warehouse.merge_staged(conn, entry.table, staging, names)
+                _mark(conn, key, "done", calls=sf.meter.calls, rows=rows)
+                warehouse.drop_staging(conn, staging)
+        except Exception as error:
+            _mark(conn, key, "failed", calls=sf.meter.calls, error=f"{type(error).__name__}: {error}"[:2000])
+            raise
+    return {"rows": rows, **counters, "api_calls": sf.meter.calls}
+
+
+def finish(run_id: str, wh_conn_id: str) -> dict[str, Any]:
+    """Hand every fully copied object over to its incremental DAG; fail naming the slices that failed."""
+    with warehouse.connect(wh_conn_id) as conn, conn.transaction():
+        per_object = conn.execute(
+            "SELECT sobject, bool_and(status = 'done'), least(min(watermark), max(slice_end)), sum(rows)"
+            " FROM sfsync.full_load_slices WHERE run_id = %s GROUP BY sobject ORDER BY sobject",
+            [run_id],
+        ).fetchall()
+        for sobject, complete, candidate, _ in per_object:
+            if complete:
+                conn.execute(
+                    warehouse.statement("state/hand_over"), {"sobject": sobject, "candidate": candidate}
+                )
+        failed = conn.execute(
+            "SELECT sobject, slice_start, slice_end, coalesce(error, status) FROM sfsync.full_load_slices"
+            " WHERE run_id = %s AND status <> 'done' ORDER BY sobject, slice_start",
+            [run_id],
+        ).fetchall()
+        # Unfinished slices no longer hold the incremental DAGs back: they continue from their own watermark.
+        conn.execute(
+            "UPDATE sfsync.full_load_slices SET status = 'failed', finished_at = now()"
+            " WHERE run_id = %s AND status <> 'done'",
+            [run_id],
+        )
+    copied = {sobject: int(rows or 0) for sobject, complete, _, rows in per_object if complete}
+    log.info("full load %s: handed over %s", run_id, ", ".join(f"{s} ({n} rows)" for s, n in copied.items()))
+    if failed:
+        lines = [f"{s} [{a:%Y-%m-%d %H:%M}, {b:%Y-%m-%d %H:%M}): {why}" for s, a, b, why in failed]
+        raise RuntimeError(
+            f"{len(failed)} slices failed; clear them to copy them again:\n" + "\n".join(lines)
+        )
+    return {"handed_over": copied}
+
+
+def in_progress(conn: psycopg.Connection, sobject: str) -> str | None:
+    """The run id of an unfinished full load of ``sobject``, if one is holding its incremental DAG back."""
+    row = conn.execute(
+        "SELECT run_id FROM sfsync.full_load_slices"
+        " WHERE sobject = %s AND finished_at IS NULL AND planned_at > now() - %s LIMIT 1",
+        [sobject, FULL_LOAD_TIMEOUT],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _mark(
+    conn: psycopg.Connection,
+    key: dict[str, Any],
+    status: str,
+    calls: int = 0,
+    rows: int | None = None,
+    error: str | None = None,
+    attempt: int = 0,
+) -> None:
+    values = {"status": status, "calls": calls, "rows": rows, "error": error, "attempt": attempt}
+    conn.execute(warehouse.statement("state/mark_slice"), key | values)
+
+
+def _columns(sf: Salesforce, entry: SyncObject) -> list[transforms.Column]:
+    include = None if entry.fields == "all" else entry.fields
+    return transforms.columns(sf.describe(entry.sobject), include, entry.exclude)
+
+
+def _slices(conn: psycopg.Connection, run_id: str) -> list[dict[str, str]]:
+    return [
+        {"sobject": sobject, "start": start.isoformat(), "end": end.isoformat()}
+        for sobject, start, end in conn.execute(
+            "SELECT sobject, slice_start, slice_end FROM sfsync.full_load_slices"
+            " WHERE run_id = %s ORDER BY sobject, slice_start",
+            [run_id],
+        )
+    ]
+
+
+def _progress(pages: Iterable[str], total: int, sobject: str, piece: dict[str, str]) -> Iterator[str]:
+    """Pass Bulk CSV pages through, logging rows, rate and time left after each."""
+    started, rows = time.monotonic(), 0
+    for page in pages:
+        yield page
+        rows += page.count("\n") - 1  # an upper bound when values hold line breaks; fine for progress
+        rate = rows / max(time.monotonic() - started, 1e-6)
+        left = max(total - rows, 0) / rate if rate else 0
+        log.info(
+            "%s [%s, %s): %d of %d rows, %.0f rows/s, %.0f s left",
+            sobject, piece["start"], piece["end"], rows, total, rate, left,
+        )  # fmt: skip
+
+
+def _parse(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")

@@ -1,0 +1,134 @@
+"""The full load: a whole seeded org copied in slices with Bulk API 2.0, backfill slices, failures that
+are retried, and the hand-over to the incremental DAGs with nothing missed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import psycopg
+import pytest
+from airflow.utils.state import DagRunState, TaskInstanceState
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceOperationError
+
+from localorg.seed import Seeder, counts_for
+from localorg.store import Org
+from localorg.testing import sample_lead
+from sfsync import full_load, inbound
+from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.registry import load_registry
+from sfsync.warehouse import migrate
+
+pytestmark = pytest.mark.integration
+
+OBJECTS = [entry.sobject for entry in load_registry().enabled()]
+
+
+def copy_all(run_id: str, objects: list[str], interval=None, slice_days: float = 30) -> list[dict]:
+    """The three steps of a full load run, as its tasks call them."""
+    pieces = full_load.plan(objects, slice_days, interval, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    for piece in pieces:
+        full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    full_load.finish(run_id, WAREHOUSE_CONN_ID)
+    return pieces
+
+
+@pytest.fixture
+def migrated(warehouse_url):
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        migrate(conn)
+    return warehouse_url
+
+
+def test_full_load_dag_copies_every_object(dagbag, private_org, tmp_path, matches_org, warehouse_url):
+    with private_org() as org:
+        Seeder(Org(org.data_dir, org.definition), seed=11).run(counts_for(300))
+        dag = dagbag.dags["sf_full_load"]
+        dagrun = dag.test(run_conf={"slice_days": 120})
+        states = {(ti.task_id, ti.map_index): ti.state for ti in dagrun.get_task_instances()}
+        assert dagrun.state == DagRunState.SUCCESS, states
+        slices = [key for key in states if key[0] == "copy_slice"]
+        assert len(slices) > len(OBJECTS), "one mapped task per object and slice"
+        assert all(state == TaskInstanceState.SUCCESS for state in states.values())
+        integration = Salesforce(**org.salesforce_kwargs("integration"))
+        for sobject in OBJECTS:
+            matches_org(sobject, integration)
+        with psycopg.connect(warehouse_url) as conn:
+            handed = conn.execute(
+                "SELECT count(*) FROM sfsync.sync_state WHERE high_water_source = 'full_load'"
+            )
+            assert handed.fetchone() == (len(OBJECTS),)
+
+
+def test_changes_during_the_load_arrive_after_the_hand_over(sync, private_org, migrated, matches_org):
+    with private_org() as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        old = [admin.Lead.create(sample_lead(LastName=f"Old{i}"))["id"] for i in range(5)]
+        run_id = "manual__during"
+        pieces = full_load.plan(["Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        # While the copy runs: Salesforce changes, and the incremental DAG waits its turn.
+        admin.Lead.update(old[0], {"Title": "Changed during the load"})
+        admin.Lead.delete(old[1])
+        created = admin.Lead.create(sample_lead(LastName="NewDuringLoad"))["id"]
+        assert sync("lead")["status"] is None, "the incremental run waited: no run of its own was recorded"
+        for piece in pieces:
+            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        full_load.finish(run_id, WAREHOUSE_CONN_ID)
+        sync("lead")
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+        with psycopg.connect(migrated) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM salesforce.lead WHERE id = %s", [created]
+            ).fetchone() == (1,)
+
+
+def test_backfill_slices_copy_their_days_and_hand_over(private_org, migrated, matches_org):
+    with private_org() as org:
+        store = Org(org.data_dir, org.definition)
+        days = [dt.datetime(2025, 3, d, tzinfo=dt.UTC) for d in (1, 2, 3)]
+        for day in days:
+            with store.write(
+                store.users["admin@localorg.test"], at=int((day + dt.timedelta(hours=9)).timestamp() * 1000)
+            ) as txn:
+                for i in range(3):
+                    store.save(txn, store.schema.objects["lead"], sample_lead(LastName=f"Day{day.day}-{i}"))
+        for day in days:  # what `airflow backfill create` runs: one run per day, its data interval
+            pieces = copy_all(f"backfill__{day:%Y-%m-%d}", ["Lead"], (day, day + dt.timedelta(days=1)))
+            assert len(pieces) == 1
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+        with psycopg.connect(migrated) as conn:
+            assert conn.execute(
+                "SELECT high_water FROM sfsync.sync_state WHERE sobject = 'Lead'"
+            ).fetchone() == (days[-1] + dt.timedelta(days=1),)
+        again = copy_all("backfill__2025-03-02", ["Lead"], (days[1], days[2]))  # re-running a slice: harmless
+        assert again and matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration"))) == 9
+
+
+def test_a_failed_slice_is_retried_and_failures_are_reported(private_org, migrated, matches_org):
+    with private_org() as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        for i in range(4):
+            admin.Lead.create(sample_lead(LastName=f"Retry{i}"))
+        run_id = "manual__retry"
+        (piece,) = full_load.plan(["Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert org.admin("faults", {"kind": "bulk_job_failed", "count": 1})[0] == 200
+        with pytest.raises(SalesforceOperationError, match="Job failure"):
+            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)["rows"] == 4
+        assert full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"] == {"Lead": 4}
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+
+        assert org.admin("faults", {"kind": "bulk_job_failed", "count": 5})[0] == 200
+        (piece,) = full_load.plan(["Lead"], 30, None, "manual__broken", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        with pytest.raises(SalesforceOperationError):
+            full_load.copy_slice(piece, "manual__broken", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        with pytest.raises(RuntimeError, match=r"1 slices failed; clear them to copy them again:\nLead \["):
+            full_load.finish("manual__broken", WAREHOUSE_CONN_ID)
+        org.admin("faults", None, method="DELETE")
+        registry = load_registry()
+        waited = inbound.extract(
+            registry.get("Lead"), registry.settings, "manual__after", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+        )
+        assert waited["status"] == "extracted", (
+            "a finished (even failed) full load no longer holds the sync back"
+        )
