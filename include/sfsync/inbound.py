@@ -51,20 +51,29 @@ def extract(
             return {"status": "skipped"}
 
         sf = Salesforce(sf_conn_id)
-        describe = sf.describe(entry.sobject)
-        include = None if entry.fields == "all" else entry.fields
-        columns = transforms.columns(describe, include, entry.exclude)
+        low, upper = _window(conn, entry, settings, key, run, sf)  # the org's clock, read at login
+        known = conn.execute(
+            "SELECT fields FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject]
+        ).fetchone()
+        first = None
+        if known and known[0]:
+            # The usual run: describe and the delta with the last run's fields, in one composite call.
+            query = soql.delta_query(entry.sobject, known[0], entry.cursor_field, low, upper)
+            describe, first = sf.describe_and_query(entry.sobject, query, entry.page_size)
+        else:
+            describe = sf.describe(entry.sobject)
+        columns = _columns(conn, entry, describe)
+        fields = [c.field for c in columns]
+        if known is None or known[0] != fields:  # a field appeared or vanished: ask again with the new list
+            first = None
+            conn.execute(
+                warehouse.statement("state/remember_fields"), {"sobject": entry.sobject, "fields": fields}
+            )
         names = [c.name for c in columns]
-        if missing := [n for n in REQUIRED_COLUMNS if n not in names]:
-            raise RuntimeError(f"{entry.sobject}: the integration user cannot read {', '.join(missing)}")
-        for change in warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional"):
-            log.info("%s: %s", entry.sobject, change)
-
-        low, upper = _window(conn, entry, settings, key, run, sf)
         staging = warehouse.staging_table(entry.table, run_id)
         warehouse.create_staging(conn, entry.table, staging, names)
-        query = soql.delta_query(entry.sobject, [c.field for c in columns], entry.cursor_field, low, upper)
-        rows = _stage(conn, sf, entry, staging, names, query)
+        query = soql.delta_query(entry.sobject, fields, entry.cursor_field, low, upper)
+        rows = _stage(conn, sf, entry, staging, names, query, first)
         _record_usage(conn, sf, sf_conn_id)
         conn.execute(
             "UPDATE sfsync.sync_runs SET api_calls = api_calls + %(calls)s WHERE run_id = %(run_id)s"
@@ -200,12 +209,31 @@ def _window(
     return run[1], run[2]
 
 
+def _columns(
+    conn: psycopg.Connection, entry: SyncObject, describe: dict[str, Any]
+) -> list[transforms.Column]:
+    """The synced columns of an object describe, with its table brought in line with them."""
+    include = None if entry.fields == "all" else entry.fields
+    columns = transforms.columns(describe, include, entry.exclude)
+    if missing := [n for n in REQUIRED_COLUMNS if n not in {c.name for c in columns}]:
+        raise RuntimeError(f"{entry.sobject}: the integration user cannot read {', '.join(missing)}")
+    for change in warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional"):
+        log.info("%s: %s", entry.sobject, change)
+    return columns
+
+
 def _stage(
-    conn: psycopg.Connection, sf: Salesforce, entry: SyncObject, staging: str, names: list[str], query: str
+    conn: psycopg.Connection,
+    sf: Salesforce,
+    entry: SyncObject,
+    staging: str,
+    names: list[str],
+    query: str,
+    first: dict[str, Any] | None = None,
 ) -> int:
     """Copy a query's result into ``staging``: REST pages for small results, a Bulk 2.0 job above the
     registry's threshold. The first REST page tells the size, so a small delta costs one call."""
-    pages = sf.query_pages(query, entry.page_size)
+    pages = sf.query_pages(query, entry.page_size, first)
     first = next(pages)
     if first["totalSize"] > entry.bulk_threshold:
         pages.close()

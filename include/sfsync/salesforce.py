@@ -12,7 +12,8 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlencode
 
 import requests
 
@@ -23,8 +24,14 @@ _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 BULK_POLL_SECONDS = 0.5
 
 
-class ApiBudgetExceeded(RuntimeError):
-    """The org's daily API usage is above the share the sync may spend."""
+class SalesforceError(RuntimeError):
+    """Salesforce refused a request; the message is Salesforce's own (errorCode: message)."""
+
+    def __init__(self, errors: list[dict[str, Any]] | Any) -> None:
+        items = errors if isinstance(errors, list) else [errors]
+        super().__init__(
+            "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in items if isinstance(e, dict))
+        )
 
 
 @dataclass
@@ -66,7 +73,8 @@ class Salesforce:
         return getattr(self.client, sobject).describe()
 
     def now(self) -> datetime:
-        """The end of the org's current second, by its clock (the ``Date`` of its last response).
+        """The end of the org's current second, by its clock (the ``Date`` of its last response, usually
+        the login's, which costs no API call).
 
         Windows never depend on our own clock. ``Date`` has whole seconds, so the window ends with the
         second it names: a change committed later within that second is caught by the next lookback.
@@ -76,12 +84,39 @@ class Salesforce:
         assert self.meter.server_time is not None
         return self.meter.server_time + timedelta(seconds=1)
 
+    def describe_and_query(
+        self, sobject: str, soql: str, page_size: int
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The object describe and the first page of a queryAll, in one composite request (one API call).
+
+        The page is None when the query names a field the caller can no longer see (INVALID_FIELD).
+        """
+        version = self.client.sf_version
+        body = {
+            "allOrNone": False,
+            "compositeRequest": [
+                {"method": "GET", "url": f"/services/data/v{version}/sobjects/{sobject}/describe",
+                 "referenceId": "describe"},
+                {"method": "GET", "url": f"/services/data/v{version}/queryAll/?{urlencode({'q': soql})}",
+                 "referenceId": "delta", "httpHeaders": {"Sforce-Query-Options": f"batchSize={page_size}"}},
+            ],
+        }  # fmt: skip
+        answer = cast(dict[str, Any], self.client.restful("composite", method="POST", json=body))
+        described, delta = answer["compositeResponse"]
+        if described["httpStatusCode"] != 200:
+            raise SalesforceError(described["body"])
+        if delta["httpStatusCode"] == 200:
+            return described["body"], delta["body"]
+        if any(error.get("errorCode") == "INVALID_FIELD" for error in delta["body"]):
+            return described["body"], None
+        raise SalesforceError(delta["body"])
+
     def query_pages(
-        self, soql: str, page_size: int = 2000, include_deleted: bool = True
+        self, soql: str, page_size: int = 2000, first: dict[str, Any] | None = None
     ) -> Generator[dict[str, Any], None, None]:
-        """Every page of a REST query (``queryAll`` when ``include_deleted``), following nextRecordsUrl."""
+        """Every page of a REST queryAll (from ``first`` when already fetched), following nextRecordsUrl."""
         headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
-        page = self.client.query(soql, include_deleted=include_deleted, headers=headers)
+        page = first or self.client.query(soql, include_deleted=True, headers=headers)
         yield page
         while not page["done"]:
             page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)

@@ -54,6 +54,7 @@ def test_lead_lifecycle_initial_changes_and_idle(sync, admin, hidden, matches_or
 
     idle = sync("lead")
     assert (idle["new"], idle["updated"], idle["deleted"]) == (0, 0, 0), "a second run changes nothing"
+    assert idle["api_calls"] == 1, "describe and delta in one composite call"
     assert matches_org("Lead") >= 5
 
 
