@@ -1,0 +1,152 @@
+"""The full load of a large org: Leads (30 fields) from a seeded local org into a fresh embedded warehouse.
+
+For each size: wall time and rows/s of the full load (plan, every CreatedDate slice through Bulk API 2.0
+into COPY and the merge, hand-over), its peak memory, and the ratio to the baseline measured in the same
+run: a raw COPY of the same rows (from a CSV file) into an empty table of the same columns. The last line
+shows how time grows with size (linear means the per-row time stays flat).
+
+Prints figures, asserts nothing. Usage: python bench/full_load.py [--sizes 100000,1000000] [--slice-days 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+# Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
+from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
+from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
+
+from localorg.seed import RATIOS
+from localorg.testing import running_org
+from sfsync import full_load, warehouse
+from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.embedded import EmbeddedWarehouse
+from sfsync.registry import DEFAULT_REGISTRY, load_registry
+
+LEAD_FIELDS = (
+    "Id IsDeleted Salutation FirstName LastName Title Company Email Phone MobilePhone Website City State"
+    " PostalCode Country Status LeadSource Industry Rating AnnualRevenue NumberOfEmployees HasOptedOutOfEmail"
+    " DoNotCall OwnerId CreatedDate CreatedById LastModifiedDate LastModifiedById SystemModstamp IsConverted"
+).split()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_registry(path: Path) -> None:
+    lines = ["objects:"]
+    for entry in load_registry(DEFAULT_REGISTRY).objects:
+        fields = f", fields: [{', '.join(LEAD_FIELDS)}]" if entry.sobject == "Lead" else ""
+        lines.append(f"  - {{sobject: {entry.sobject}, direction: {entry.direction}{fields}}}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def raw_copy_seconds(url: str, scratch: Path) -> float:
+    """COPY the loaded rows, written to a CSV file first, into an empty table of the same columns."""
+    names = ", ".join(f'"{f.lower()}"' for f in LEAD_FIELDS)
+    csv_file = scratch / "lead.csv"
+    with psycopg.connect(url, autocommit=True) as conn:
+        with (
+            csv_file.open("wb") as out,
+            conn.cursor().copy(
+                f"COPY (SELECT {names} FROM salesforce.lead) TO STDOUT WITH (FORMAT csv)"
+            ) as copy,
+        ):
+            for chunk in copy:
+                out.write(chunk)
+        conn.execute(f"CREATE TABLE raw_copy AS SELECT {names} FROM salesforce.lead WITH NO DATA")
+        started = time.perf_counter()
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY raw_copy ({names}) FROM STDIN WITH (FORMAT csv)") as copy,
+        ):
+            with csv_file.open("rb") as data:
+                while chunk := data.read(1 << 20):
+                    copy.write(chunk)
+        elapsed = time.perf_counter() - started
+    csv_file.unlink()
+    return elapsed
+
+
+def run(size: int, slice_days: float, root: Path) -> tuple[int, float]:
+    pg = EmbeddedWarehouse(root / "pg", free_port()).start()
+    try:
+        with running_org(root / "org") as org:
+            seed = int(size * 1.25)  # a fifth belongs to a user the integration user cannot see
+            others = ",".join(f"{name}=0" for name in RATIOS)
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "localorg", "seed", "--data", str(org.data_dir), "--seed", "3"]
+                + ["--count", str(seed), "--objects", others],
+                check=True,
+                capture_output=True,
+            )
+            print(f"{size:,}: seeded {seed:,} Leads in {time.perf_counter() - started:.0f} s")
+            write_registry(root / "objects.yaml")
+            os.environ |= {
+                "SFSYNC_REGISTRY": str(root / "objects.yaml"),
+                "REQUESTS_CA_BUNDLE": str(org.ca_file),
+                "AIRFLOW_CONN_SALESFORCE_DEFAULT": org.airflow_conn_json("integration"),
+                "AIRFLOW_CONN_MARKETING_WAREHOUSE": f"postgres://postgres@127.0.0.1:{pg.port}/warehouse",
+            }
+            with psycopg.connect(pg.url(), autocommit=True) as conn:
+                warehouse.migrate(conn)
+            run_id = f"bench__{size}"
+            started = time.perf_counter()
+            pieces = full_load.plan(["Lead"], slice_days, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            calls = 0
+            for piece in pieces:
+                calls += full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)[
+                    "api_calls"
+                ]
+            rows = full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"]["Lead"]
+            seconds = time.perf_counter() - started
+            rss = peak_rss_mb()
+            baseline = raw_copy_seconds(pg.url(), root)
+            rate = rows / seconds
+            print(f"  full load: {rows:,} rows in {len(pieces)} slices, {seconds:.1f} s, {rate:,.0f} rows/s")
+            print(f"  raw COPY of the same rows: {baseline:.1f} s ({rows / baseline:,.0f} rows/s)")
+            print(
+                f"  ratio to raw COPY: {seconds / baseline:.1f}x; API calls: {calls}; peak RSS: {rss:.0f} MB"
+            )
+            return rows, seconds
+    finally:
+        pg.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--slice-days", type=float, default=30)
+    args = parser.parse_args()
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
+            results.append(run(size, args.slice_days, Path(tmp)))
+    (small_rows, small_s), (big_rows, big_s) = results[0], results[-1]
+    if len(results) > 1:
+        print(
+            f"growth: {big_rows / small_rows:.1f}x the rows took {big_s / small_s:.1f}x the time"
+            f" ({small_s / small_rows * 1e6:.1f} vs {big_s / big_rows * 1e6:.1f} us per row)"
+        )
+
+
+if __name__ == "__main__":
+    main()
