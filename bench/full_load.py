@@ -33,6 +33,7 @@ from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.embedded import EmbeddedWarehouse
 from sfsync.registry import DEFAULT_REGISTRY, load_registry
 
+POOL_SLOTS = 4  # the salesforce_api pool of airflow_settings.yaml
 LEAD_FIELDS = (
     "Id IsDeleted Salutation FirstName LastName Title Company Email Phone MobilePhone Website City State"
     " PostalCode Country Status LeadSource Industry Rating AnnualRevenue NumberOfEmployees HasOptedOutOfEmail"

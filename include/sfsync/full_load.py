@@ -95,7 +95,7 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
             staging = warehouse.staging_table(entry.table, f"{run_id}/{piece['start']}")
             warehouse.create_staging(conn, entry.table, staging, names)
             query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
-            total = sf.client.query_all(soql.count_of(query), include_deleted=True)["totalSize"]
+            total = sf.client.query(soql.count_of(query), include_deleted=True)["totalSize"]
             pages = sf.bulk_query_pages(entry.sobject, query, BULK_PAGE_RECORDS)
             rows = warehouse.copy_csv(conn, staging, names, _progress(pages, total, entry.sobject, piece))
             with conn.transaction():

@@ -21,7 +21,7 @@ from sfsync.defaults import SALESFORCE_CONN_ID
 
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 # The client backs off by itself (up to a few seconds between polls); each poll is one API call.
-BULK_POLL_SECONDS = 0.5
+BULK_POLL_SECONDS = 0.2
 
 
 class SalesforceError(RuntimeError):
