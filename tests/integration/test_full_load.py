@@ -4,6 +4,8 @@ are retried, and the hand-over to the incremental DAGs with nothing missed."""
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -132,3 +134,16 @@ def test_a_failed_slice_is_retried_and_failures_are_reported(private_org, migrat
         assert waited["status"] == "extracted", (
             "a finished (even failed) full load no longer holds the sync back"
         )
+
+
+def test_airflow_backfill_plans_one_full_load_run_per_day(airflow_db):
+    def airflow(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "airflow", *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    airflow("dags", "reserialize")
+    window = ["--from-date", "2025-01-01", "--to-date", "2025-01-03"]
+    planned = airflow("backfill", "create", "--dag-id", "sf_full_load", *window, "--dry-run")
+    days = ("2024-12-31", "2025-01-01", "2025-01-02", "2025-01-03")
+    assert [day for day in days if f"{day} 00:00" in planned] == list(days[1:]), "one run per day, no more"
