@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,38 +21,14 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
+from common import LEAD_FIELDS, peak_rss_mb, seed_leads, sync_environment
 
-from localorg.seed import RATIOS
-from localorg.testing import running_org
+from localorg.testing import free_port, running_org
 from sfsync import full_load, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.embedded import EmbeddedWarehouse
-from sfsync.registry import DEFAULT_REGISTRY, load_registry
 
 POOL_SLOTS = 4  # the salesforce_api pool of airflow_settings.yaml
-LEAD_FIELDS = (
-    "Id IsDeleted Salutation FirstName LastName Title Company Email Phone MobilePhone Website City State"
-    " PostalCode Country Status LeadSource Industry Rating AnnualRevenue NumberOfEmployees HasOptedOutOfEmail"
-    " DoNotCall OwnerId CreatedDate CreatedById LastModifiedDate LastModifiedById SystemModstamp IsConverted"
-).split()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def write_registry(path: Path) -> None:
-    lines = ["objects:"]
-    for entry in load_registry(DEFAULT_REGISTRY).objects:
-        fields = f", fields: [{', '.join(LEAD_FIELDS)}]" if entry.sobject == "Lead" else ""
-        lines.append(f"  - {{sobject: {entry.sobject}, direction: {entry.direction}{fields}}}")
-    path.write_text("\n".join(lines) + "\n")
 
 
 def raw_copy_seconds(url: str, scratch: Path) -> float:
@@ -90,23 +62,10 @@ def run(size: int, slice_days: float, root: Path) -> tuple[int, float]:
     pg = EmbeddedWarehouse(root / "pg", free_port()).start()
     try:
         with running_org(root / "org") as org:
-            seed = int(size * 1.25)  # a fifth belongs to a user the integration user cannot see
-            others = ",".join(f"{name}=0" for name in RATIOS)
-            started = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "-m", "localorg", "seed", "--data", str(org.data_dir), "--seed", "3"]
-                + ["--count", str(seed), "--objects", others],
-                check=True,
-                capture_output=True,
-            )
+            seed, started = int(size * 1.25), time.perf_counter()  # a fifth is invisible to the sync
+            seed_leads(org.data_dir, seed, seed=3)
             print(f"{size:,}: seeded {seed:,} Leads in {time.perf_counter() - started:.0f} s")
-            write_registry(root / "objects.yaml")
-            os.environ |= {
-                "SFSYNC_REGISTRY": str(root / "objects.yaml"),
-                "REQUESTS_CA_BUNDLE": str(org.ca_file),
-                "AIRFLOW_CONN_SALESFORCE_DEFAULT": org.airflow_conn_json("integration"),
-                "AIRFLOW_CONN_MARKETING_WAREHOUSE": f"postgres://postgres@127.0.0.1:{pg.port}/warehouse",
-            }
+            os.environ |= sync_environment(org, pg, root)
             with psycopg.connect(pg.url(), autocommit=True) as conn:
                 warehouse.migrate(conn)
             run_id = f"bench__{size}"

@@ -15,10 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,40 +24,15 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
+from common import LEAD_FIELDS, peak_rss_mb, seed_leads, sync_environment
 from psycopg import sql
 
-from localorg.seed import RATIOS
-from localorg.testing import running_org
+from localorg.testing import free_port, running_org
 from sfsync import inbound, soql, transforms, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.embedded import EmbeddedWarehouse
-from sfsync.registry import DEFAULT_REGISTRY, load_registry
+from sfsync.registry import load_registry
 from sfsync.salesforce import Salesforce
-
-LEAD_FIELDS = (
-    "Id IsDeleted Salutation FirstName LastName Title Company Email Phone MobilePhone Website City State"
-    " PostalCode Country Status LeadSource Industry Rating AnnualRevenue NumberOfEmployees HasOptedOutOfEmail"
-    " DoNotCall OwnerId CreatedDate CreatedById LastModifiedDate LastModifiedById SystemModstamp IsConverted"
-).split()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def write_registry(path: Path) -> None:
-    """The default registry, with Lead narrowed to 30 fields."""
-    lines = ["objects:"]
-    for entry in load_registry(DEFAULT_REGISTRY).objects:
-        fields = f", fields: [{', '.join(LEAD_FIELDS)}]" if entry.sobject == "Lead" else ""
-        lines.append(f"  - {{sobject: {entry.sobject}, direction: {entry.direction}{fields}}}")
-    path.write_text("\n".join(lines) + "\n")
 
 
 def sync(sobject: str, run_id: str) -> tuple[dict, float]:
@@ -116,21 +87,9 @@ def main() -> None:
             with running_org(root / "org") as org:
                 # A fifth of the seeded Leads belong to a user the integration user cannot see.
                 seed, started = int(args.rows * 1.25), time.perf_counter()
-                others = ",".join(f"{name}=0" for name in RATIOS)
-                subprocess.run(
-                    [sys.executable, "-m", "localorg", "seed", "--data", str(org.data_dir), "--seed", "1"]
-                    + ["--count", str(seed), "--objects", others],
-                    check=True,
-                    capture_output=True,
-                )
+                seed_leads(org.data_dir, seed, seed=1)
                 print(f"seeded {seed:,} Leads in {time.perf_counter() - started:.1f} s")
-                write_registry(root / "objects.yaml")
-                os.environ |= {
-                    "SFSYNC_REGISTRY": str(root / "objects.yaml"),
-                    "REQUESTS_CA_BUNDLE": str(org.ca_file),
-                    "AIRFLOW_CONN_SALESFORCE_DEFAULT": org.airflow_conn_json("integration"),
-                    "AIRFLOW_CONN_MARKETING_WAREHOUSE": f"postgres://postgres@127.0.0.1:{pg.port}/warehouse",
-                }
+                os.environ |= sync_environment(org, pg, root)
                 with psycopg.connect(pg.url(), autocommit=True) as conn:
                     warehouse.migrate(conn)
                 rss_before = peak_rss_mb()

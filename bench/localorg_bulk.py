@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import LEAD_FIELDS
 from simple_salesforce import Salesforce
 
 from localorg.orgdef import load_org
@@ -24,38 +25,7 @@ from localorg.seed import Seeder
 from localorg.store import Org
 from localorg.testing import running_org
 
-FIELDS = [
-    "Id",
-    "IsDeleted",
-    "Salutation",
-    "FirstName",
-    "LastName",
-    "Title",
-    "Company",
-    "Email",
-    "Phone",
-    "MobilePhone",
-    "Website",
-    "Street",
-    "City",
-    "State",
-    "PostalCode",
-    "Country",
-    "Status",
-    "LeadSource",
-    "Industry",
-    "Rating",
-    "AnnualRevenue",
-    "NumberOfEmployees",
-    "HasOptedOutOfEmail",
-    "DoNotCall",
-    "Lead_Score__c",
-    "Interests__c",
-    "OwnerId",
-    "CreatedDate",
-    "LastModifiedDate",
-    "SystemModstamp",
-]
+FIELDS = LEAD_FIELDS
 
 
 def main() -> None:

@@ -17,44 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import LEAD_FIELDS
 from simple_salesforce import Salesforce
 
 from localorg.orgdef import load_org
 from localorg.store import Org
 from localorg.testing import running_org
 
-FIELDS = [
-    "Id",
-    "IsDeleted",
-    "Salutation",
-    "FirstName",
-    "LastName",
-    "Name",
-    "Title",
-    "Company",
-    "Email",
-    "Phone",
-    "MobilePhone",
-    "Website",
-    "Street",
-    "City",
-    "State",
-    "PostalCode",
-    "Country",
-    "Status",
-    "LeadSource",
-    "Industry",
-    "Rating",
-    "AnnualRevenue",
-    "NumberOfEmployees",
-    "HasOptedOutOfEmail",
-    "DoNotCall",
-    "Lead_Score__c",
-    "Warehouse_Id__c",
-    "OwnerId",
-    "CreatedDate",
-    "SystemModstamp",
-]
+FIELDS = LEAD_FIELDS
 
 
 def leads(count: int) -> list[dict[str, object]]:
@@ -100,7 +70,7 @@ def main() -> None:
         org.seed("Lead", leads(args.rows), owner="integration@localorg.test")
         print(f"seeded {args.rows:,} Leads in {time.perf_counter() - started:.1f}s")
 
-        columns = ", ".join(f'"{f}"' for f in FIELDS if f != "Name")
+        columns = ", ".join(f'"{f}"' for f in FIELDS)
         with sqlite3.connect(data_dir / "org.sqlite") as conn:
             started = time.perf_counter()
             raw = conn.execute(f'SELECT {columns} FROM "Lead" ORDER BY rowid').fetchall()

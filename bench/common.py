@@ -1,0 +1,58 @@
+"""What the benchmarks share: the 30-field Lead, seeding, and pointing the sync at an org and a warehouse."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from localorg.seed import RATIOS
+from localorg.testing import RunningOrg
+from sfsync.embedded import EmbeddedWarehouse
+from sfsync.registry import DEFAULT_REGISTRY, load_registry
+
+#: 30 stored (not formula) Lead fields the integration user can see.
+LEAD_FIELDS = (
+    "Id IsDeleted Salutation FirstName LastName Title Company Email Phone MobilePhone Website City State"
+    " PostalCode Country Status LeadSource Industry Rating AnnualRevenue NumberOfEmployees HasOptedOutOfEmail"
+    " DoNotCall OwnerId CreatedDate CreatedById LastModifiedDate LastModifiedById SystemModstamp IsConverted"
+).split()
+
+
+def peak_rss_mb() -> float:
+    """The peak resident memory of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def seed_leads(data_dir: Path, count: int, seed: int) -> None:
+    """``count`` Leads and nothing else, through ``python -m localorg seed`` (its memory is not ours)."""
+    others = ",".join(f"{name}=0" for name in RATIOS)
+    command = [
+        "seed",
+        "--data",
+        str(data_dir),
+        "--seed",
+        str(seed),
+        "--count",
+        str(count),
+        "--objects",
+        others,
+    ]
+    subprocess.run([sys.executable, "-m", "localorg", *command], check=True, capture_output=True)
+
+
+def sync_environment(org: RunningOrg, pg: EmbeddedWarehouse, scratch: Path) -> dict[str, str]:
+    """The sync's environment: the org's integration user, the warehouse, a registry with a 30-field Lead."""
+    lines = ["objects:"]
+    for entry in load_registry(DEFAULT_REGISTRY).objects:
+        fields = f", fields: [{', '.join(LEAD_FIELDS)}]" if entry.sobject == "Lead" else ""
+        lines.append(f"  - {{sobject: {entry.sobject}, direction: {entry.direction}{fields}}}")
+    registry = scratch / "objects.yaml"
+    registry.write_text("\n".join(lines) + "\n")
+    return {
+        "SFSYNC_REGISTRY": str(registry),
+        "REQUESTS_CA_BUNDLE": str(org.ca_file),
+        "AIRFLOW_CONN_SALESFORCE_DEFAULT": org.airflow_conn_json("integration"),
+        "AIRFLOW_CONN_MARKETING_WAREHOUSE": f"postgres://postgres@127.0.0.1:{pg.port}/warehouse",
+    }
