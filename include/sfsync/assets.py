@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from airflow.sdk import Asset
 
-from sfsync.defaults import WAREHOUSE_CONN_ID
+from sfsync.defaults import OBJECT_SCHEMA, WAREHOUSE_CONN_ID
 from sfsync.registry import SyncObject
-from sfsync.warehouse import OBJECT_SCHEMA
 
 
 def table_asset(entry: SyncObject) -> Asset:

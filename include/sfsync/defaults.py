@@ -12,6 +12,11 @@ WAREHOUSE_CONN_ID = "marketing_warehouse"
 #: Caps concurrent Salesforce calls across all object DAGs; size it to the org's concurrency budget.
 SALESFORCE_POOL = "salesforce_api"
 
+#: The warehouse schema of the synced tables; the sync's own bookkeeping lives in schema ``sfsync``.
+OBJECT_SCHEMA = "salesforce"
+#: A full load unfinished for longer than this no longer holds its objects' incremental DAGs back.
+FULL_LOAD_TIMEOUT = timedelta(hours=24)
+
 #: Every 5 minutes; with max_active_runs=1 a run never overlaps the previous one.
 SYNC_SCHEDULE = "*/5 * * * *"
 APPROVED_TAGS = frozenset({"sfsync", "bidirectional", "inbound", "full-load"})

@@ -5,8 +5,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from sfsync.assets import table_asset
-from sfsync.defaults import DAG_DEFAULTS, SYNC_SCHEDULE
-from sfsync.full_load import FULL_LOAD_TIMEOUT
+from sfsync.defaults import DAG_DEFAULTS, FULL_LOAD_TIMEOUT, SYNC_SCHEDULE
 from sfsync.registry import Registry, SyncObject
 from sfsync.tasks import (
     copy_slice,

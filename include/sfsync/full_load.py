@@ -18,13 +18,12 @@ from typing import Any
 import psycopg
 
 from sfsync import soql, transforms, warehouse
+from sfsync.defaults import FULL_LOAD_TIMEOUT
 from sfsync.registry import SyncObject, load_registry
 from sfsync.salesforce import Salesforce
 
 log = logging.getLogger(__name__)
 
-#: A full load unfinished for longer than this no longer holds its objects' incremental DAGs back.
-FULL_LOAD_TIMEOUT = timedelta(hours=24)
 BULK_PAGE_RECORDS = 100_000
 
 

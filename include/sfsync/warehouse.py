@@ -18,6 +18,7 @@ from typing import cast
 import psycopg
 from psycopg import sql
 
+from sfsync.defaults import OBJECT_SCHEMA
 from sfsync.transforms import Column, widen
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
@@ -112,7 +113,6 @@ def connect(conn_id: str) -> psycopg.Connection:
 
 
 SQL_DIR = MIGRATIONS_DIR.parent
-OBJECT_SCHEMA = "salesforce"
 # Bookkeeping columns; Salesforce field names never start with an underscore, so these cannot clash.
 SYNCED_AT, DELETED_AT, ROW_ID = "_sfsync_synced_at", "_sfsync_deleted_at", "_sfsync_row_id"
 _PG_TYPE_NAMES = {"timestamp with time zone": "timestamptz", "time without time zone": "time"}

@@ -1,5 +1,7 @@
 """The DagBag parses cleanly and holds exactly the DAGs the registry asks for, with the shared defaults."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pendulum
@@ -116,3 +118,15 @@ def test_bad_registry_fails_parsing_with_a_clear_error(monkeypatch):
     assert set(bag.import_errors) == {str(DAGS / "sf_sync.py"), str(DAGS / "sf_full_load.py")}
     for error in bag.import_errors.values():
         assert "unknown_object.yaml: entry 1 (Leed): sobject: unknown Salesforce object 'Leed'" in error
+
+
+def test_parsing_makes_no_connection_and_loads_no_heavy_library():
+    """The DAG processor parses dags/ often: no psycopg, requests or pandas at parse time."""
+    probe = (
+        "import sys, runpy\n"
+        f"for f in {sorted(str(p) for p in DAGS.glob('*.py'))!r}: runpy.run_path(f)\n"
+        "heavy = ('psycopg', 'requests', 'pandas', 'simple_salesforce')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
