@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from sfsync import soql, transforms, warehouse
+from sfsync import soql, warehouse
 from sfsync.defaults import FULL_LOAD_TIMEOUT
 from sfsync.registry import SyncObject, load_registry
 from sfsync.salesforce import Salesforce
@@ -56,8 +56,7 @@ def _plan_object(
     interval: tuple[datetime, datetime] | None,
     run_id: str,
 ) -> None:
-    columns = _columns(sf, entry)
-    warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional")
+    warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
     watermark = sf.now()  # taken before any record is read: the hand-over point
     if interval is None:
         first = sf.client.query_all(
@@ -88,9 +87,8 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
         _mark(conn, key, "copying", attempt=1)
         sf = Salesforce(sf_conn_id)
         try:
-            columns = _columns(sf, entry)
+            columns = warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
             names = [c.name for c in columns]
-            warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional")
             staging = warehouse.staging_table(entry.table, f"{run_id}/{piece['start']}")
             warehouse.create_staging(conn, entry.table, staging, names)
             query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
@@ -98,7 +96,6 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
             pages = sf.bulk_query_pages(entry.sobject, query, BULK_PAGE_RECORDS)
             rows = warehouse.copy_csv(conn, staging, names, _progress(pages, total, entry.sobject, piece))
             with conn.transaction():
-                conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
                 counters = warehouse.merge_staged(conn, entry.table, staging, names)
                 _mark(conn, key, "done", calls=sf.meter.calls, rows=rows)
                 warehouse.drop_staging(conn, staging)
@@ -163,11 +160,6 @@ def _mark(
 ) -> None:
     values = {"status": status, "calls": calls, "rows": rows, "error": error, "attempt": attempt}
     conn.execute(warehouse.statement("state/mark_slice"), key | values)
-
-
-def _columns(sf: Salesforce, entry: SyncObject) -> list[transforms.Column]:
-    include = None if entry.fields == "all" else entry.fields
-    return transforms.columns(sf.describe(entry.sobject), include, entry.exclude)
 
 
 def _slices(conn: psycopg.Connection, run_id: str) -> list[dict[str, str]]:

@@ -18,15 +18,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from sfsync import full_load, soql, transforms, warehouse
+from sfsync import full_load, soql, warehouse
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import Salesforce
 
 log = logging.getLogger(__name__)
 
 INBOUND, RECONCILE = "inbound", "reconcile"
-#: Fields the merge itself relies on; an object without them cannot be synced incrementally.
-REQUIRED_COLUMNS = ("id", "systemmodstamp")
 BULK_PAGE_RECORDS = 50_000
 
 
@@ -62,7 +60,7 @@ def extract(
             describe, first = sf.describe_and_query(entry.sobject, query, entry.page_size)
         else:
             describe = sf.describe(entry.sobject)
-        columns = _columns(conn, entry, describe)
+        columns = warehouse.prepare_object_table(conn, entry, describe)
         fields = [c.field for c in columns]
         if known is None or known[0] != fields:  # a field appeared or vanished: ask again with the new list
             first = None
@@ -105,8 +103,6 @@ def merge(entry: SyncObject, run_id: str, extracted: dict[str, Any], wh_conn_id:
             )
             return {"status": status, **counters}
         staging = extracted["staging"]
-        # The sync's own writes are marked for the write-back triggers, so they never echo back to Salesforce.
-        conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
         counters = warehouse.merge_staged(conn, entry.table, staging, extracted["columns"])
         conn.execute(
             warehouse.statement("state/advance_watermark"),
@@ -207,19 +203,6 @@ def _window(
         run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
     assert run is not None
     return run[1], run[2]
-
-
-def _columns(
-    conn: psycopg.Connection, entry: SyncObject, describe: dict[str, Any]
-) -> list[transforms.Column]:
-    """The synced columns of an object describe, with its table brought in line with them."""
-    include = None if entry.fields == "all" else entry.fields
-    columns = transforms.columns(describe, include, entry.exclude)
-    if missing := [n for n in REQUIRED_COLUMNS if n not in {c.name for c in columns}]:
-        raise RuntimeError(f"{entry.sobject}: the integration user cannot read {', '.join(missing)}")
-    for change in warehouse.ensure_table(conn, entry.table, columns, entry.direction == "bidirectional"):
-        log.info("%s: %s", entry.sobject, change)
-    return columns
 
 
 def _stage(

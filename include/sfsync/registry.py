@@ -55,6 +55,8 @@ class SyncObject(BaseModel):
     bulk_threshold: int = Field(default=2000, ge=1)
     #: Records per REST page (Salesforce's ``batchSize``, 200 to 2000).
     page_size: int = Field(default=2000, ge=200, le=2000)
+    #: Whether deleting a warehouse row deletes the record in Salesforce (else the delete is refused).
+    allow_delete: bool = False
 
     @field_validator("sobject")
     @classmethod
@@ -72,6 +74,10 @@ class SyncObject(BaseModel):
             raise ValueError(
                 f"direction 'bidirectional' is only allowed for {', '.join(sorted(BIDIRECTIONAL_OBJECTS))}; "
                 f"{self.sobject} syncs 'inbound' (Salesforce to warehouse)"
+            )
+        if self.allow_delete and self.direction != "bidirectional":
+            raise ValueError(
+                "allow_delete needs direction 'bidirectional': only those objects are written back"
             )
         if self.fields != "all":
             if "Id" not in self.fields or self.cursor_field not in self.fields:

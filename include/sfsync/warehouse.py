@@ -8,18 +8,27 @@ migration exactly once, and a failed migration leaves the schema as it was.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg import sql
 
+from sfsync import transforms
 from sfsync.defaults import OBJECT_SCHEMA
 from sfsync.transforms import Column, widen
+
+if TYPE_CHECKING:
+    from sfsync.registry import SyncObject
+
+log = logging.getLogger(__name__)
+#: Fields the merge itself relies on; an object without them cannot be synced incrementally.
+REQUIRED_COLUMNS = ("id", "systemmodstamp")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
 # Any fixed 64-bit key works; it only has to be the same for every process that migrates this warehouse.
@@ -142,13 +151,19 @@ def table_columns(conn: psycopg.Connection, table: str, schema: str = OBJECT_SCH
 
 
 def ensure_table(
-    conn: psycopg.Connection, table: str, columns: list[Column], bidirectional: bool
+    conn: psycopg.Connection,
+    table: str,
+    columns: list[Column],
+    bidirectional: bool,
+    sobject: str | None = None,
+    allow_delete: bool = False,
 ) -> list[str]:
     """Create ``salesforce.<table>``, or add new columns and widen changed ones; return what changed.
 
     Columns are never dropped: a field that disappears or becomes invisible keeps its data and stops
     updating. Bidirectional tables take rows written in the warehouse before Salesforce gives them an Id,
-    so their ``id`` is unique but nullable, under a surrogate key.
+    so their ``id`` is unique but nullable, under a surrogate key. Their writes by anyone but the sync are
+    captured for write-back; the other tables refuse them (see ``migrations/0005_write_capture.sql``).
     """
     target = sql.Identifier(OBJECT_SCHEMA, table)
     bookkeeping = {SYNCED_AT: "timestamptz", DELETED_AT: "timestamptz"}
@@ -188,7 +203,60 @@ def ensure_table(
                 ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
             conn.execute(ddl)
             changes.append(change)
+        changes += _guard_writes(conn, table, sobject or table, bidirectional, allow_delete)
     return changes
+
+
+def _guard_writes(
+    conn: psycopg.Connection, table: str, sobject: str, bidirectional: bool, allow_delete: bool
+) -> list[str]:
+    """(Re)attach the capture or refusal triggers when they are missing or their settings changed."""
+    if bidirectional:
+        wanted = {"sfsync_capture": ("AFTER INSERT OR UPDATE OR DELETE", "ROW", "sfsync.capture_change",
+                                     [sobject, "deletes" if allow_delete else "no-deletes"])}  # fmt: skip
+    else:
+        wanted = {
+            "sfsync_refuse": ("BEFORE INSERT OR UPDATE OR DELETE", "ROW", "sfsync.refuse_write", [sobject]),
+            "sfsync_refuse_truncate": ("BEFORE TRUNCATE", "STATEMENT", "sfsync.refuse_write", [sobject]),
+        }
+    present: dict[str, str] = dict(
+        conn.execute(
+            "SELECT tgname, encode(tgargs, 'escape') FROM pg_trigger"
+            " WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+            [f'{OBJECT_SCHEMA}."{table}"'],
+        ).fetchall()
+    )
+    changed = []
+    for name, (timing, level, function, args) in wanted.items():
+        if present.get(name) == "".join(f"{a}\\000" for a in args):
+            continue
+        conn.execute(
+            sql.SQL("CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH {} EXECUTE FUNCTION {}({})").format(
+                sql.Identifier(name),
+                sql.SQL(timing),  # type: ignore[arg-type]  # literals of this function
+                sql.Identifier(OBJECT_SCHEMA, table),
+                sql.SQL(level),  # type: ignore[arg-type]
+                sql.SQL(function),  # type: ignore[arg-type]
+                sql.SQL(", ").join(map(sql.Literal, args)),
+            )
+        )
+        changed.append(f"trigger {name}({', '.join(args)})")
+    return changed
+
+
+def prepare_object_table(
+    conn: psycopg.Connection, entry: SyncObject, describe: dict[str, Any]
+) -> list[Column]:
+    """The columns of an object describe that the registry entry syncs, with the object's table (and its
+    write guards) brought in line with them."""
+    include = None if entry.fields == "all" else entry.fields
+    columns = transforms.columns(describe, include, entry.exclude)
+    if missing := [n for n in REQUIRED_COLUMNS if n not in {c.name for c in columns}]:
+        raise RuntimeError(f"{entry.sobject}: the integration user cannot read {', '.join(missing)}")
+    bidirectional = entry.direction == "bidirectional"
+    for change in ensure_table(conn, entry.table, columns, bidirectional, entry.sobject, entry.allow_delete):
+        log.info("%s: %s", entry.sobject, change)
+    return columns
 
 
 def staging_table(table: str, run_id: str) -> str:
@@ -243,6 +311,8 @@ def merge_staged(conn: psycopg.Connection, table: str, staging: str, names: list
         stored=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("t", n) for n in names)),
         incoming=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)),
     )
+    # The sync's own writes are marked for the write-back triggers, so they never echo back to Salesforce.
+    conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
     incoming, new, updated, deleted = conn.execute(query).fetchone()  # type: ignore[misc]
     return {"new": new, "updated": updated, "deleted": deleted, "skipped": incoming - new - updated - deleted}
 
