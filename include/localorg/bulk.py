@@ -10,6 +10,7 @@ Salesforce chunks them) and spools the per-record results. Jobs last for the ser
 from __future__ import annotations
 
 import base64
+import builtins
 import csv
 import io
 import shutil
@@ -399,7 +400,7 @@ class BulkJobs:
         self._start(job, self._run_ingest)
         return closed
 
-    def _rows(self, job: Job) -> Iterator[list[str]]:
+    def _rows(self, job: Job) -> Iterator[builtins.list[str]]:
         if not job.uploaded:
             return iter(())
         text = io.TextIOWrapper((job.spool / "data.csv").open("rb"), encoding="utf-8-sig", newline="")
@@ -421,7 +422,7 @@ class BulkJobs:
             writers["successfulResults"].writerow(["sf__Id", "sf__Created", *columns])
             writers["failedResults"].writerow(["sf__Id", "sf__Error", *columns])
             writers["unprocessedRecords"].writerow(columns)
-            chunk: list[list[str]] = []
+            chunk: builtins.list[builtins.list[str]] = []
             for row in rows:
                 chunk.append(row)
                 if len(chunk) == INGEST_CHUNK:
@@ -433,7 +434,12 @@ class BulkJobs:
                 out.close()
 
     def _ingest_chunk(
-        self, job: Job, chunk: list[list[str]], record: Callable, writers: dict, id_index: int | None
+        self,
+        job: Job,
+        chunk: builtins.list[builtins.list[str]],
+        record: Callable,
+        writers: dict,
+        id_index: int | None,
     ) -> None:
         if not chunk:
             return
@@ -454,7 +460,9 @@ class BulkJobs:
                 job.processed += 1
         job.modstamp = now_ms()
 
-    def _record_builder(self, job: Job, columns: list[str]) -> Callable[[Txn, list[str]], tuple[str, bool]]:
+    def _record_builder(
+        self, job: Job, columns: builtins.list[str]
+    ) -> Callable[[Txn, builtins.list[str]], tuple[str, bool]]:
         """A function writing one CSV row through the store: (Id, created). Bad headers fail the job."""
         api, obj, org = self.api, job.obj, self.api.org
         if job.operation in ("delete", "hardDelete"):
@@ -464,7 +472,7 @@ class BulkJobs:
                 )
             remove = org.delete if job.operation == "delete" else org.hard_delete
 
-            def delete(txn: Txn, row: list[str]) -> tuple[str, bool]:
+            def delete(txn: Txn, row: builtins.list[str]) -> tuple[str, bool]:
                 record_id = _row_id(obj, row[0] if row else "")
                 remove(txn, obj, record_id)
                 return record_id, False
@@ -478,7 +486,7 @@ class BulkJobs:
                 raise SalesforceError(400, "InvalidBatch", f"Field name not found : {name}") from None
         id_column = next((i for i, c in enumerate(columns) if fields[c].type == "id"), None)
 
-        def values(row: list[str]) -> dict[str, Any]:
+        def values(row: builtins.list[str]) -> dict[str, Any]:
             body: dict[str, Any] = {}
             for name, value in zip(columns, row, strict=False):
                 if value == "":
@@ -486,7 +494,7 @@ class BulkJobs:
                 body[name] = None if value == NULL_VALUE else _typed_value(fields[name].type, value)
             return body
 
-        def write(txn: Txn, row: list[str]) -> tuple[str, bool]:
+        def write(txn: Txn, row: builtins.list[str]) -> tuple[str, bool]:
             body = values(row)
             if job.operation == "insert":
                 return org.save(txn, obj, body), True
