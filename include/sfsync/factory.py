@@ -14,6 +14,7 @@ from sfsync.tasks import (
     merge_into_target,
     plan_slices,
     prepare_warehouse,
+    push_changes,
     reconcile_ids,
 )
 from sfsync.timetables import BackfillOnlyTimetable
@@ -39,9 +40,14 @@ def build_sync_dag(entry: SyncObject) -> DAG:
         tags=["sfsync", entry.direction],
         **DAG_DEFAULTS,
     ) as dag:
+        prepared = prepare_warehouse()
         extracted = extract_deltas(entry.sobject)
         merged = merge_into_target.override(outlets=[table_asset(entry)])(entry.sobject, extracted)  # type: ignore[arg-type]  # an XComArg at parse time
-        prepare_warehouse() >> extracted
+        if entry.direction == "bidirectional":
+            # Push first, then pull: the pull sees Salesforce after our writes, in the same run.
+            prepared >> push_changes(entry.sobject) >> extracted
+        else:
+            prepared >> extracted
         merged >> reconcile_ids(entry.sobject)
     return dag
 

@@ -110,6 +110,9 @@ class SyncSettings(BaseModel):
     api_budget_share: float = Field(default=0.8, gt=0, le=1)
     #: How often every Id is compared with Salesforce, to flag hard-deleted and purged records.
     reconcile_every_hours: float = Field(default=24, gt=0)
+    #: Salesforce requires both on a Lead; like Marketo, they fill empty values on a Lead's first push only.
+    lead_default_last_name: str = Field(default="[not provided]", min_length=1)
+    lead_default_company: str = Field(default="[not provided]", min_length=1)
 
 
 class Registry(BaseModel):

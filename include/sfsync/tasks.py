@@ -29,6 +29,18 @@ def prepare_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> list[str]:
 
 
 @task(pool=SALESFORCE_POOL)
+def push_changes(sobject: str) -> dict[str, Any]:
+    """Write the warehouse's captured changes of a bidirectional object to Salesforce (before the pull)."""
+    from sfsync import outbound
+
+    registry = load_registry()
+    run_id = get_current_context()["run_id"]
+    return outbound.push(
+        registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+    )
+
+
+@task(pool=SALESFORCE_POOL)
 def extract_deltas(sobject: str) -> dict[str, Any]:
     """Stage what changed in Salesforce since the last run (see ``sfsync.inbound.extract``)."""
     from sfsync import inbound

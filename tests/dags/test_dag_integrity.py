@@ -59,15 +59,19 @@ def test_direction_tag_follows_the_registry(dagbag):
         assert entry.direction in dagbag.dags[entry.dag_id].tags
 
 
-@pytest.mark.parametrize("dag_id", EXPECTED_SYNC_DAGS)
-def test_sync_dag_structure(dagbag, dag_id):
-    dag = dagbag.dags[dag_id]
-    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {
-        "prepare_warehouse": {"extract_deltas"},
+@pytest.mark.parametrize("entry", list(load_registry().enabled()), ids=lambda e: e.dag_id)
+def test_sync_dag_structure(dagbag, entry):
+    """Bidirectional objects push the warehouse's changes first, then pull, in the same run."""
+    pull = {
         "extract_deltas": {"merge_into_target"},
         "merge_into_target": {"reconcile_ids"},
         "reconcile_ids": set(),
     }
+    if entry.direction == "bidirectional":
+        expected = {"prepare_warehouse": {"push_changes"}, "push_changes": {"extract_deltas"}} | pull
+    else:
+        expected = {"prepare_warehouse": {"extract_deltas"}} | pull
+    assert {t.task_id: set(t.downstream_task_ids) for t in dagbag.dags[entry.dag_id].tasks} == expected
 
 
 @pytest.mark.parametrize("dag_id", EXPECTED_SYNC_DAGS)

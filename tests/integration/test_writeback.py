@@ -1,0 +1,113 @@
+"""Write-back: warehouse edits of bidirectional objects reach Salesforce in the object's own DAG run
+(push, then pull), every record's result is checked, and nothing echoes."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from simple_salesforce import Salesforce
+
+from localorg.testing import sample_lead
+
+pytestmark = pytest.mark.integration
+
+
+def errors(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT sfid, operation, status_code, message, transient FROM sfsync.sync_errors ORDER BY row_id"
+        ).fetchall()
+
+
+def pushed(url: str, run_sobject: str = "Lead") -> tuple:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT new, updated, failed, api_calls FROM sfsync.sync_runs WHERE direction = 'outbound'"
+            " AND sobject = %s ORDER BY started_at DESC LIMIT 1",
+            [run_sobject],
+        ).fetchone()
+
+
+def test_edits_and_inserts_reach_salesforce_without_echo(sync, private_org, matches_org, warehouse_url):
+    with private_org() as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        integration = Salesforce(**org.salesforce_kwargs("integration"))
+        lead = admin.Lead.create(sample_lead(Title="CTO"))["id"]
+        sync("lead")
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET title = 'CEO', rating = 'Hot' WHERE id = %s", [lead])
+            conn.execute(
+                "INSERT INTO salesforce.lead (email, phone) VALUES ('new@example.com', '+1 555 0100')"
+            )
+        ran = sync("lead")
+        assert ran["status"] == "merged"
+        assert pushed(warehouse_url) == (1, 1, 0, 3), "describe, one update call, one create call"
+        record = admin.Lead.get(lead)
+        assert (record["Title"], record["Rating"]) == ("CEO", "Hot")
+        with psycopg.connect(warehouse_url) as conn:
+            (new_id,) = conn.execute(
+                "SELECT id FROM salesforce.lead WHERE email = 'new@example.com'"
+            ).fetchone()
+        created = admin.Lead.get(new_id)
+        assert (created["LastName"], created["Company"]) == ("[not provided]", "[not provided]"), (
+            "first-push defaults"
+        )
+        matches_org("Lead", integration)
+
+        again = sync("lead")  # a second cycle: nothing to push, and the pull changes no row
+        assert pushed(warehouse_url) == (1, 1, 0, 3), "no new outbound run: no API writes"
+        assert (again["new"], again["updated"], again["deleted"]) == (0, 0, 0)
+        with psycopg.connect(warehouse_url) as conn:
+            assert conn.execute("SELECT count(*) FROM sfsync.outbox WHERE pushed_at IS NULL").fetchone() == (
+                0,
+            )
+
+
+def test_a_refused_record_is_kept_with_salesforces_message_and_retried_once_fixed(
+    sync, private_org, matches_org, warehouse_url
+):
+    with private_org() as org:
+        lead = Salesforce(**org.salesforce_kwargs("admin")).Lead.create(sample_lead())["id"]
+        sync("lead")
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET status = 'Maybe Later' WHERE id = %s", [lead])
+        sync("lead")
+        ((sfid, operation, code, message, transient),) = errors(warehouse_url)
+        assert (sfid, operation, code, transient) == (
+            lead,
+            "update",
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            False,
+        )
+        assert "Maybe Later" in message
+        sync("lead")
+        assert errors(warehouse_url)[0][2] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", (
+            "kept, not retried blindly"
+        )
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET status = 'Working - Contacted' WHERE id = %s", [lead])
+        sync("lead")
+        assert errors(warehouse_url) == []
+        assert Salesforce(**org.salesforce_kwargs("admin")).Lead.get(lead)["Status"] == "Working - Contacted"
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+
+
+def test_a_locked_row_is_retried_on_the_next_run(sync, private_org, warehouse_url):
+    with private_org() as org:
+        lead = Salesforce(**org.salesforce_kwargs("admin")).Lead.create(sample_lead())["id"]
+        sync("lead")
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET title = 'VP' WHERE id = %s", [lead])
+        assert org.admin("faults", {"kind": "lock_row", "count": 1})[0] == 200
+        sync("lead")
+        assert [(e[2], e[4]) for e in errors(warehouse_url)] == [("UNABLE_TO_LOCK_ROW", True)]
+        sync("lead")
+        assert errors(warehouse_url) == []
+        assert Salesforce(**org.salesforce_kwargs("admin")).Lead.get(lead)["Title"] == "VP", (
+            "the edit is not lost"
+        )
+        sync("lead")
+        with psycopg.connect(warehouse_url) as conn:
+            assert conn.execute("SELECT title FROM salesforce.lead WHERE id = %s", [lead]).fetchone() == (
+                "VP",
+            )
