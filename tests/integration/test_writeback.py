@@ -111,3 +111,23 @@ def test_a_locked_row_is_retried_on_the_next_run(sync, private_org, warehouse_ur
             assert conn.execute("SELECT title FROM salesforce.lead WHERE id = %s", [lead]).fetchone() == (
                 "VP",
             )
+
+
+def test_deletes_reach_salesforce_only_where_the_registry_allows_them(
+    sync, registry, private_org, warehouse_url
+):
+    registry(Lead="allow_delete: true")
+    with private_org() as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        lead = admin.Lead.create(sample_lead())["id"]
+        sync("lead")
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM salesforce.lead WHERE id = %s", [lead])
+        sync("lead")
+        assert pushed(warehouse_url)[:3] == (0, 0, 0)
+        gone = admin.query_all(f"SELECT IsDeleted FROM Lead WHERE Id = '{lead}'", include_deleted=True)
+        assert gone["records"][0]["IsDeleted"] is True
+        with psycopg.connect(warehouse_url) as conn:
+            assert conn.execute("SELECT isdeleted FROM salesforce.lead WHERE id = %s", [lead]).fetchone() == (
+                True,
+            )
