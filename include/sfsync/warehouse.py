@@ -207,13 +207,17 @@ def ensure_table(
     return changes
 
 
+NOT_THE_SYNC = "WHEN (current_setting('sfsync.origin', true) IS DISTINCT FROM 'salesforce')"
+
+
 def _guard_writes(
     conn: psycopg.Connection, table: str, sobject: str, bidirectional: bool, allow_delete: bool
 ) -> list[str]:
     """(Re)attach the capture or refusal triggers when they are missing or their settings changed."""
     if bidirectional:
-        wanted = {"sfsync_capture": ("AFTER INSERT OR UPDATE OR DELETE", "ROW", "sfsync.capture_change",
-                                     [sobject, "deletes" if allow_delete else "no-deletes"])}  # fmt: skip
+        # The WHEN clause spares the sync's own (bulk) writes even the trigger call.
+        capture = ("AFTER INSERT OR UPDATE OR DELETE", "ROW " + NOT_THE_SYNC, "sfsync.capture_change")
+        wanted = {"sfsync_capture": (*capture, [sobject, "deletes" if allow_delete else "no-deletes"])}
     else:
         wanted = {
             "sfsync_refuse": ("BEFORE INSERT OR UPDATE OR DELETE", "ROW", "sfsync.refuse_write", [sobject]),

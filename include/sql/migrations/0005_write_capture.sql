@@ -16,13 +16,15 @@ CREATE INDEX outbox_pending ON sfsync.outbox (sobject, change_id) WHERE pushed_a
 -- TG_ARGV: the object's API name, and 'deletes' when the registry lets warehouse deletes reach Salesforce.
 CREATE FUNCTION sfsync.capture_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    old_row jsonb := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
-    new_row jsonb := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
+    old_row jsonb;
+    new_row jsonb;
     diff jsonb;
 BEGIN
     IF current_setting('sfsync.origin', true) = 'salesforce' THEN
         RETURN NULL;
     END IF;
+    old_row := CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END;
+    new_row := CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END;
     IF TG_OP = 'DELETE' AND TG_ARGV[1] IS DISTINCT FROM 'deletes' THEN
         RAISE EXCEPTION '%: deleting rows is not written back to Salesforce for %', TG_TABLE_NAME, TG_ARGV[0]
             USING HINT = 'Delete the record in Salesforce, or allow deletes for this object in the sfsync registry.',
