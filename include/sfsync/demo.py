@@ -1,6 +1,7 @@
 """``make run``: the demo on embedded defaults.
 
-Starts the embedded warehouse and the local org (reusing their data from earlier runs), loads
+Starts the embedded warehouse and the local org (seeded on the first run, then kept changing by its activity
+mode; both reuse their data from earlier runs), loads
 ``airflow_settings.yaml`` into a project-local Airflow home (``.airflow``), and runs ``airflow standalone``
 with the project's DAGs. Ctrl-C stops everything it started.
 """
@@ -78,10 +79,20 @@ def main() -> int:
     warehouse = EmbeddedWarehouse(port=int(os.environ.get("SFSYNC_WAREHOUSE_PORT", WAREHOUSE_PORT))).start()
     print(f"warehouse: {warehouse.url()}", flush=True)
     env = airflow_environment()
+    if not (ORG_DIR / "org.sqlite").exists():  # a first run: a realistic org to sync, not an empty one
+        print("seeding the local org (2,000 Leads and related records)...", flush=True)
+        seed = [sys.executable, "-m", "localorg", "seed", "--data", str(ORG_DIR), "--count", "2000"]
+        subprocess.run(seed, env=env, check=True, stdout=subprocess.DEVNULL)
     # Each service gets its own process group: Ctrl-C reaches only this launcher, which then stops every
     # group whole (airflow standalone leaves its scheduler's workers behind when signalled alone).
     org = subprocess.Popen(
         [sys.executable, "-m", "localorg", "serve", "--port", str(ORG_PORT), "--data", str(ORG_DIR)],
+        env=env,
+        start_new_session=True,
+    )
+    # A live org: records keep being created, changed, deleted, merged and converted while the demo runs.
+    activity = subprocess.Popen(
+        [sys.executable, "-m", "localorg", "activity", "--data", str(ORG_DIR), "--rate", "0.5"],
         env=env,
         start_new_session=True,
     )
@@ -102,7 +113,7 @@ def main() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        for process in (standalone, org):
+        for process in (standalone, activity, org):
             if process is not None:
                 _stop_group(process)
         warehouse.stop()
