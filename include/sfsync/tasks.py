@@ -7,6 +7,7 @@ object DAG. Tasks take the object's API name and read its registry entry when th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import get_current_context, task
@@ -15,6 +16,13 @@ from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_POOL, WAREHOUSE_CONN_
 from sfsync.registry import load_registry
 
 log = logging.getLogger(__name__)
+
+
+def _for_object(step: Callable[..., dict[str, Any]], sobject: str) -> dict[str, Any]:
+    """Run one step of an object's sync with its registry entry, the shared settings and this run's id."""
+    registry = load_registry()
+    run_id = get_current_context()["run_id"]
+    return step(registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
 
 
 @task
@@ -33,11 +41,7 @@ def push_changes(sobject: str) -> dict[str, Any]:
     """Write the warehouse's captured changes of a bidirectional object to Salesforce (before the pull)."""
     from sfsync import outbound
 
-    registry = load_registry()
-    run_id = get_current_context()["run_id"]
-    return outbound.push(
-        registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-    )
+    return _for_object(outbound.push, sobject)
 
 
 @task(pool=SALESFORCE_POOL)
@@ -45,11 +49,7 @@ def extract_deltas(sobject: str) -> dict[str, Any]:
     """Stage what changed in Salesforce since the last run (see ``sfsync.inbound.extract``)."""
     from sfsync import inbound
 
-    registry = load_registry()
-    run_id = get_current_context()["run_id"]
-    return inbound.extract(
-        registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-    )
+    return _for_object(inbound.extract, sobject)
 
 
 @task
@@ -70,11 +70,7 @@ def reconcile_ids(sobject: str) -> dict[str, Any]:
     """When due, flag rows whose records left Salesforce without a delete record (hard delete, purge)."""
     from sfsync import inbound
 
-    registry = load_registry()
-    run_id = get_current_context()["run_id"]
-    return inbound.reconcile(
-        registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-    )
+    return _for_object(inbound.reconcile, sobject)
 
 
 @task(pool=SALESFORCE_POOL)
