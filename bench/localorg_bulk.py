@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
-from common import LEAD_FIELDS
+from common import LEAD_FIELDS, raw_sqlite_rate
 from simple_salesforce import Salesforce
 
 from localorg.orgdef import load_org
 from localorg.seed import Seeder
 from localorg.store import Org
 from localorg.testing import running_org
-
-FIELDS = LEAD_FIELDS
 
 
 def main() -> None:
@@ -40,18 +37,13 @@ def main() -> None:
         Seeder(org, seed=1).leads(args.rows)
         print(f"seeded {args.rows:,} Leads in {time.perf_counter() - started:.1f}s")
 
-        columns = ", ".join(f'"{f}"' for f in FIELDS)
-        with sqlite3.connect(data_dir / "org.sqlite") as conn:
-            started = time.perf_counter()
-            raw = conn.execute(f'SELECT {columns} FROM "Lead" ORDER BY rowid').fetchall()
-            baseline = len(raw) / (time.perf_counter() - started)
-        del raw
+        baseline = raw_sqlite_rate(data_dir)
         print(f"baseline: raw SQLite read            {baseline:12,.0f} records/s")
 
         with running_org(data_dir) as running:
             os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_file)
             sf = Salesforce(**running.salesforce_kwargs("admin"))
-            soql = f"SELECT {', '.join(FIELDS)} FROM Lead"
+            soql = f"SELECT {', '.join(LEAD_FIELDS)} FROM Lead"
             started = time.perf_counter()
             pages = sf.bulk2.Lead.query(soql, max_records=args.page, wait=0)
             count = sum(page.count("\n") - 1 for page in pages)
@@ -59,7 +51,7 @@ def main() -> None:
         assert count == args.rows, count
         rate = count / elapsed
         print(
-            f"localorg Bulk API 2.0 query ({len(FIELDS)} fields, pages of {args.page:,}): "
+            f"localorg Bulk API 2.0 query ({len(LEAD_FIELDS)} fields, pages of {args.page:,}): "
             f"{rate:12,.0f} records/s ({elapsed:.1f}s)"
         )
         print(f"ratio to baseline: {rate / baseline:.3f} (target: >= 100,000 records/s)")

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
-from common import LEAD_FIELDS
+from common import LEAD_FIELDS, raw_sqlite_rate
 from simple_salesforce import Salesforce
 
 from localorg.orgdef import load_org
 from localorg.store import Org
 from localorg.testing import running_org
-
-FIELDS = LEAD_FIELDS
 
 
 def leads(count: int) -> list[dict[str, object]]:
@@ -70,24 +67,20 @@ def main() -> None:
         org.seed("Lead", leads(args.rows), owner="integration@localorg.test")
         print(f"seeded {args.rows:,} Leads in {time.perf_counter() - started:.1f}s")
 
-        columns = ", ".join(f'"{f}"' for f in FIELDS)
-        with sqlite3.connect(data_dir / "org.sqlite") as conn:
-            started = time.perf_counter()
-            raw = conn.execute(f'SELECT {columns} FROM "Lead" ORDER BY rowid').fetchall()
-            baseline = len(raw) / (time.perf_counter() - started)
+        baseline = raw_sqlite_rate(data_dir)
         print(f"baseline: raw SQLite read      {baseline:12,.0f} records/s")
 
         with running_org(data_dir) as running:
             os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_file)
             sf = Salesforce(**running.salesforce_kwargs("integration"))
-            soql = f"SELECT {', '.join(FIELDS)} FROM Lead"
+            soql = f"SELECT {', '.join(LEAD_FIELDS)} FROM Lead"
             started = time.perf_counter()
             count = sum(1 for _ in sf.query_all_iter(soql))
             elapsed = time.perf_counter() - started
         assert count == args.rows, count
         rate = count / elapsed
         print(
-            f"localorg query paging ({len(FIELDS)} fields, pages of 2,000): {rate:12,.0f} records/s "
+            f"localorg query paging ({len(LEAD_FIELDS)} fields, pages of 2,000): {rate:12,.0f} records/s "
             f"({elapsed:.1f}s)"
         )
         print(f"ratio to baseline: {rate / baseline:.3f} (target: >= 20,000 records/s)")
