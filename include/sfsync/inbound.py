@@ -43,7 +43,8 @@ def extract(
         if (reason := _over_budget(conn, settings)) and not run:
             log.warning("%s: skipping extraction: %s", entry.sobject, reason)
             conn.execute(
-                warehouse.statement("state/start_run"), key | {"window_start": None, "window_end": None}
+                warehouse.statement("state/start_run"),
+                key | {"status": "skipping", "window_start": None, "window_end": None},
             )
             _finish(conn, key, "skipped", {}, 0, reason)
             return {"status": "skipped"}
@@ -171,7 +172,8 @@ def reconcile(
                 "UPDATE sfsync.sync_state SET last_reconciled_at = now() WHERE sobject = %s", [entry.sobject]
             )
             conn.execute(
-                warehouse.statement("state/start_run"), key | {"window_start": None, "window_end": None}
+                warehouse.statement("state/start_run"),
+                key | {"status": "reconciling", "window_start": None, "window_end": None},
             )
             _finish(
                 conn, key, "reconciled", {"deleted": flagged}, sf.meter.calls, f"{seen} Ids in Salesforce"
@@ -198,7 +200,8 @@ def _window(
         high_water = row[0] if row else None
         low = high_water - timedelta(seconds=settings.lookback_seconds) if high_water else None
         conn.execute(
-            warehouse.statement("state/start_run"), key | {"window_start": low, "window_end": sf.now()}
+            warehouse.statement("state/start_run"),
+            key | {"status": "extracting", "window_start": low, "window_end": sf.now()},
         )
         run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
     assert run is not None

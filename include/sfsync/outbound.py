@@ -44,7 +44,10 @@ def push(
         ).fetchall()
         if not pending:
             return {"status": "nothing to push", **counters, "api_calls": 0}
-        conn.execute(warehouse.statement("state/start_run"), key | {"window_start": None, "window_end": None})
+        conn.execute(
+            warehouse.statement("state/start_run"),
+            key | {"status": "pushing", "window_start": None, "window_end": None},
+        )
         sf = Salesforce(sf_conn_id)
         fields = {f["name"].lower(): f for f in sf.describe(entry.sobject)["fields"]}
         rows = _current_ids(conn, entry.table, [p[0] for p in pending])
