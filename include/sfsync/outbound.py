@@ -1,23 +1,39 @@
 """Warehouse to Salesforce: push the changes captured in ``sfsync.outbox`` for one bidirectional object.
 
-Runs before the object's pull, in the same DAG run. Each changed row is sent once with the current values
-of the columns that changed (sObject Collections, 200 records a call): updates by Id, inserts as creates
-whose new Id is written back to the row, deletes only where the registry allows them (the capture trigger
-refuses the others). Every record's result is checked: a success marks its outbox entries pushed, a
-failure lands in ``sfsync.sync_errors`` with Salesforce's status code and message and is retried - every
-run for transient codes, after the row changes again for the others. Nothing is dropped.
+Runs before the object's pull, in the same DAG run:
+
+1. Each due row's pending changes are folded into one: the warehouse's latest value of every changed
+   column, and the value it replaced (what the sync had last written there).
+2. Conflicts are decided per field. A field Salesforce also changed since then keeps the registry's
+   winner (``SyncObject.winner``: the warehouse for Lead, Salesforce for Contact by default); fields changed
+   on one side only always survive. Decisions are kept in ``sfsync.conflicts``.
+3. Updates and deletes go through sObject Collections (200 a call) or, above the registry's
+   ``bulk_threshold``, one Bulk API 2.0 ingest job. Inserts are upserts on the warehouse key
+   (``warehouse_id_field``) where the org has it, so a retried push never creates a twin; their new Ids
+   are written back to the rows. A Lead's first push fills the default LastName and Company.
+4. A change to a record that a merge or a conversion replaced is written to the survivor (MasterRecordId,
+   ConvertedContactId), whether the warehouse already knew or Salesforce says so now.
+5. Every record's result is settled: a success marks its outbox entries pushed; a failure lands in
+   ``sfsync.sync_errors`` with Salesforce's code and message and is retried: after a doubling backoff for
+   transient codes, after the row changes again for the others. Nothing is dropped.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any, cast
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from sfsync import warehouse
+from sfsync import ingest, soql, warehouse
 from sfsync.defaults import OBJECT_SCHEMA
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import Salesforce
@@ -28,8 +44,35 @@ OUTBOUND = "outbound"
 COLLECTION_SIZE = 200
 #: Failures worth retrying as they are: the record itself is fine.
 TRANSIENT_CODES = frozenset(
-    {"UNABLE_TO_LOCK_ROW", "API_TEMPORARILY_UNAVAILABLE", "SERVER_UNAVAILABLE", "REQUEST_RUNNING_TOO_LONG"}
+    {
+        "UNABLE_TO_LOCK_ROW",
+        "API_TEMPORARILY_UNAVAILABLE",
+        "SERVER_UNAVAILABLE",
+        "REQUEST_RUNNING_TOO_LONG",
+        "NOT_PROCESSED",
+    }
 )
+#: Salesforce's answers for a record that a merge or a conversion replaced while a change waited.
+REPLACED_CODES = frozenset({"ENTITY_IS_DELETED", "CANNOT_UPDATE_CONVERTED_LEAD"})
+#: A survivor can itself be merged away before the change lands: follow at most this many hops.
+MAX_REDIRECTS = 3
+NOT_SENT = ("id", "isdeleted")
+
+
+@dataclass
+class Change:
+    """A row's pending changes, folded into one write."""
+
+    row_id: int
+    change_id: int  # the newest: pushing it settles every older change of the row
+    operation: str  # insert, update or delete
+    sfid: str | None  # the record written to (a survivor once redirected)
+    values: dict[str, Any]  # column -> the warehouse's latest value
+    base: dict[str, Any]  # column -> the value the warehouse replaced
+    current: dict[str, Any] | None  # the row as it is now
+    sobject: str  # the object written to (a converted lead's changes go to its contact)
+    redirected: bool = False
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def push(
@@ -37,142 +80,427 @@ def push(
 ) -> dict[str, Any]:
     """Send this object's pending warehouse changes to Salesforce; return the run's counters."""
     key = {"run_id": run_id, "sobject": entry.sobject, "direction": OUTBOUND}
-    counters = {"new": 0, "updated": 0, "deleted": 0, "failed": 0}
     with warehouse.connect(wh_conn_id) as conn:
-        pending = conn.execute(
-            warehouse.statement("state/pending_changes"), {"sobject": entry.sobject}
-        ).fetchall()
-        if not pending:
-            return {"status": "nothing to push", **counters, "api_calls": 0}
+        changes = _pending(conn, entry)
+        if not changes:
+            return {"status": "nothing to push", "new": 0, "updated": 0, "deleted": 0, "failed": 0}
         conn.execute(
             warehouse.statement("state/start_run"),
             key | {"status": "pushing", "window_start": None, "window_end": None},
         )
         sf = Salesforce(sf_conn_id)
-        fields = {f["name"].lower(): f for f in sf.describe(entry.sobject)["fields"]}
-        rows = _current_ids(conn, entry.table, [p[0] for p in pending])
-        deletes, writes = [], []
-        for row_id, change_id, last_operation, inserted, sfid, changes in pending:
-            change = {"row_id": row_id, "change_id": change_id, "sfid": sfid}
-            if last_operation == "delete":
-                deletes.append(change | {"operation": "delete"})
-                continue
-            sfid = rows.get(row_id)  # the Id may have been written back since the change was captured
-            operation = "insert" if inserted and not sfid else "update"
-            change |= {"operation": operation, "sfid": sfid}
-            writes.append((change, _record(entry, settings, fields, sfid, changes, operation)))
-        for change, outcome in _send(sf, writes, deletes):
-            _settle(conn, entry, change, outcome, counters)
+        pusher = _Pusher(conn, sf, entry, settings)
+        pusher.run(changes)
+        counters = pusher.counters
         conn.execute(
             warehouse.statement("state/finish_run"),
-            key | counters | {"status": "pushed", "skipped": 0, "api_calls": sf.meter.calls, "message": None},
+            key | counters | {"status": "pushed", "api_calls": sf.meter.calls, "message": pusher.summary()},
         )
     log.info(
-        "%s: pushed %d new, %d updated, %d deleted, %d failed with %d API calls",
-        entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["failed"],
-        sf.meter.calls,
+        "%s: pushed %d new, %d updated, %d deleted, %d unchanged, %d failed with %d API calls%s",
+        entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["skipped"],
+        counters["failed"], sf.meter.calls, f" ({pusher.summary()})" if counters["failed"] else "",
     )  # fmt: skip
     return {"status": "pushed", **counters, "api_calls": sf.meter.calls}
 
 
-def _current_ids(conn: psycopg.Connection, table: str, row_ids: list[int]) -> dict[int, str | None]:
-    found = conn.execute(
-        sql.SQL("SELECT {row}, id FROM {table} WHERE {row} = ANY(%s)").format(
-            row=sql.Identifier(warehouse.ROW_ID), table=sql.Identifier(OBJECT_SCHEMA, table)
-        ),
-        [row_ids],
-    ).fetchall()
-    return dict(found)  # type: ignore[arg-type]
+def _pending(conn: psycopg.Connection, entry: SyncObject) -> list[Change]:
+    """The due rows' changes, each row's folded into one (see ``state/pending_changes.sql``)."""
+    waiting = conn.execute(
+        "SELECT EXISTS (SELECT FROM sfsync.outbox WHERE sobject = %s AND pushed_at IS NULL)", [entry.sobject]
+    ).fetchone()
+    if not (waiting and waiting[0]):  # also spares the first run, whose table does not exist yet
+        return []
+    query = warehouse.statement("state/pending_changes").format(
+        table=sql.Identifier(OBJECT_SCHEMA, entry.table)
+    )
+    rows = conn.execute(query, {"sobject": entry.sobject}).fetchall()
+    changes = []
+    for row_id, group in groupby(rows, key=lambda row: row[0]):
+        history = list(group)
+        values: dict[str, Any] = {}
+        base: dict[str, Any] = {}
+        for *_, changed, _current in history:
+            for column, diff in changed.items():
+                # A new chain of edits starts unless this edit was made on top of the previous one: in
+                # between, a pull wrote Salesforce's value, and that is what this edit replaced.
+                if column not in values or values[column] != diff["old"]:
+                    base[column] = diff["old"]
+                values[column] = diff["new"]
+        _, change_id, operation, sfid, _, current = history[-1]
+        if operation != "delete":
+            sfid = current["id"]
+            operation = "update" if sfid else "insert"
+        changes.append(Change(row_id, change_id, operation, sfid, values, base, current, entry.sobject))
+    return changes
 
 
-def _record(
-    entry: SyncObject,
-    settings: SyncSettings,
-    fields: dict[str, dict[str, Any]],
-    sfid: str | None,
-    changes: dict[str, Any],
-    operation: str,
-) -> dict[str, Any]:
-    """The Salesforce record carrying a row's changed columns, by their API names."""
-    record: dict[str, Any] = {"attributes": {"type": entry.sobject}}
-    if operation == "update":
-        record["Id"] = sfid
-    for name, value in changes.items():
-        if name not in ("id", "isdeleted"):
-            record[fields[name]["name"] if name in fields else name] = value
-    if operation == "insert" and entry.sobject == "Lead":
-        # Salesforce requires both; Marketo fills its configured defaults on the first push only.
-        record["LastName"] = record.get("LastName") or settings.lead_default_last_name
-        record["Company"] = record.get("Company") or settings.lead_default_company
-    return record
+class _Pusher:
+    """One push: decides, sends and settles, counting as it goes."""
 
+    def __init__(
+        self, conn: psycopg.Connection, sf: Salesforce, entry: SyncObject, settings: SyncSettings
+    ) -> None:
+        self.conn, self.sf, self.entry, self.settings = conn, sf, entry, settings
+        self.counters = {"new": 0, "updated": 0, "deleted": 0, "skipped": 0, "failed": 0}
+        self.codes: Counter[str] = Counter()
+        self._described: dict[str, dict[str, dict[str, Any]]] = {}
 
-def _send(
-    sf: Salesforce,
-    writes: list[tuple[dict[str, Any], dict[str, Any]]],
-    deletes: list[dict[str, Any]],
-) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """Each change with Salesforce's result for it, 200 records a call, in request order."""
-    calls: list[tuple[str, list[dict[str, Any]], dict[str, Any]]] = []
-    for method, operation in (("PATCH", "update"), ("POST", "insert")):
-        batch = [(change, record) for change, record in writes if change["operation"] == operation]
-        for start in range(0, len(batch), COLLECTION_SIZE):
-            chunk = batch[start : start + COLLECTION_SIZE]
-            body = {"json": {"allOrNone": False, "records": [record for _, record in chunk]}}
-            calls.append((method, [change for change, _ in chunk], body))
-    for start in range(0, len(deletes), COLLECTION_SIZE):
-        changes = deletes[start : start + COLLECTION_SIZE]
-        ids = ",".join(change["sfid"] for change in changes)
-        calls.append(("DELETE", changes, {"params": {"ids": ids, "allOrNone": "false"}}))
-    for method, changes, body in calls:
-        results = cast(list[dict[str, Any]], sf.client.restful("composite/sobjects", method=method, **body))
-        yield from zip(changes, results, strict=True)
+    def fields(self, sobject: str) -> dict[str, dict[str, Any]]:
+        """An object's fields by lower-case name, described once per push."""
+        if sobject not in self._described:
+            describe = self.sf.describe(sobject)
+            self._described[sobject] = {f["name"].lower(): f for f in describe["fields"]}
+        return self._described[sobject]
 
+    def summary(self) -> str | None:
+        return ", ".join(f"{code} x{n}" for code, n in self.codes.most_common()) or None
 
-def _settle(
-    conn: psycopg.Connection,
-    entry: SyncObject,
-    change: dict[str, Any],
-    outcome: dict[str, Any],
-    counters: dict[str, int],
-) -> None:
-    """Mark a change pushed (writing a new Id back), or record why Salesforce refused it."""
-    with conn.transaction():
-        if outcome.get("success"):
-            if change["operation"] == "insert":
-                # The sync's own write: not captured, so the new Id does not echo back as a change.
-                conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
-                conn.execute(
-                    sql.SQL("UPDATE {} SET id = %s WHERE {} = %s").format(
-                        sql.Identifier(OBJECT_SCHEMA, entry.table), sql.Identifier(warehouse.ROW_ID)
-                    ),
-                    [outcome["id"], change["row_id"]],
-                )
-            conn.execute(
-                "UPDATE sfsync.outbox SET pushed_at = now()"
-                " WHERE sobject = %s AND row_id = %s AND change_id <= %s AND pushed_at IS NULL",
-                [entry.sobject, change["row_id"], change["change_id"]],
-            )
-            conn.execute(
-                "DELETE FROM sfsync.sync_errors WHERE sobject = %s AND row_id = %s",
-                [entry.sobject, change["row_id"]],
-            )
-            counters[{"insert": "new", "update": "updated", "delete": "deleted"}[change["operation"]]] += 1
+    def run(self, changes: list[Change]) -> None:
+        self.fields(self.entry.sobject)
+        self._decide_conflicts([c for c in changes if c.operation == "update"])
+        for change in changes:
+            if change.operation == "update" and (survivor := _known_survivor(change)):
+                self._redirect(change, *survivor)
+        todo = changes
+        for _ in range(MAX_REDIRECTS + 1):
+            replaced = []
+            for batch in self._send(todo):
+                self._settle([(c, o) for c, o in batch if not _was_replaced(c, o)])
+                replaced += [c for c, o in batch if _was_replaced(c, o)]
+            if not replaced:
+                return
+            todo = self._survivors(replaced)
+        self._settle([(c, _failure("ENTITY_IS_DELETED", "too many merges to follow")) for c in todo])
+
+    # -- Conflicts -------------------------------------------------------------------------------------
+
+    def _decide_conflicts(self, updates: list[Change]) -> None:
+        """Drop the fields Salesforce wins, and record every field both sides changed."""
+        fields = self.fields(self.entry.sobject)
+
+        def winner(column: str) -> str:
+            return self.entry.winner(fields[column]["name"] if column in fields else column)
+
+        salesforce_wins = {c for change in updates for c in change.values if winner(c) == "salesforce"}
+        latest = self._salesforce_values(sorted(salesforce_wins & fields.keys()))
+        decided = []
+        for change in updates:
+            for column in list(change.values):
+                seen = _salesforce_seen(change, column, latest)
+                if seen is _UNSEEN or _same(seen, change.base.get(column)):
+                    continue  # only the warehouse changed it
+                side = winner(column)
+                if _same(seen, change.values[column]):
+                    side = "warehouse"  # both made the same change
+                decided.append(_conflict(change, column, seen, side, "changed on both sides"))
+                if side == "salesforce":
+                    del change.values[column]
+        self._record_conflicts(decided)
+
+    def _salesforce_values(self, columns: list[str]) -> dict[str, dict[str, Any]]:
+        """What Salesforce holds now for the records it changed since the last pull (by Id, lower-case)."""
+        if not columns:
+            return {}
+        row = self.conn.execute(
+            "SELECT high_water FROM sfsync.sync_state WHERE sobject = %s", [self.entry.sobject]
+        ).fetchone()
+        since = row[0] - timedelta(seconds=self.settings.lookback_seconds) if row and row[0] else None
+        names = [self.fields(self.entry.sobject)[c]["name"] for c in columns]
+        query = f"SELECT Id, {', '.join(names)} FROM {self.entry.sobject}"
+        if since is not None:
+            query += f" WHERE {self.entry.cursor_field} >= {soql.literal(since)}"
+        latest = {}
+        for page in self.sf.query_pages(query, self.entry.page_size):
+            for record in page["records"]:
+                latest[record["Id"]] = {k.lower(): v for k, v in record.items() if k != "attributes"}
+        return latest
+
+    def _record_conflicts(self, conflicts: list[dict[str, Any]]) -> None:
+        if not conflicts:
             return
-        error = (outcome.get("errors") or [{"statusCode": "UNKNOWN", "message": str(outcome)}])[0]
-        conn.execute(
-            warehouse.statement("state/record_push_error"),
-            change
-            | {
-                "sobject": entry.sobject,
-                "status_code": error.get("statusCode", "UNKNOWN"),
-                "message": error.get("message", ""),
-                "fields": error.get("fields") or [],
-                "transient": error.get("statusCode") in TRANSIENT_CODES,
-            },
+        with self.conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO sfsync.conflicts (sobject, row_id, change_id, sfid, field, base_value,"
+                " warehouse_value, salesforce_value, winner, reason) VALUES (%(sobject)s, %(row_id)s,"
+                " %(change_id)s, %(sfid)s, %(field)s, %(base)s, %(warehouse)s, %(salesforce)s, %(winner)s,"
+                " %(reason)s) ON CONFLICT DO NOTHING",
+                [c | {"sobject": self.entry.sobject} for c in conflicts],
+            )
+        for c in conflicts:
+            log.info(
+                "%s row %s: %s %s: %s wins", self.entry.sobject, c["row_id"], c["field"], c["reason"],
+                c["winner"],
+            )  # fmt: skip
+
+    # -- Merges and conversions ------------------------------------------------------------------------
+
+    def _survivors(self, replaced: list[Change]) -> list[Change]:
+        """Ask Salesforce where the replaced records went; redirect the changes there."""
+        sobject = replaced[0].sobject
+        converts = sobject == "Lead"
+        names = "Id, IsDeleted, MasterRecordId" + (", IsConverted, ConvertedContactId" if converts else "")
+        found: dict[str, dict[str, Any]] = {}
+        ids = sorted({c.sfid for c in replaced if c.sfid})
+        for start in range(0, len(ids), COLLECTION_SIZE):
+            chunk = ", ".join(f"'{i}'" for i in ids[start : start + COLLECTION_SIZE])
+            query = f"SELECT {names} FROM {sobject} WHERE Id IN ({chunk})"
+            for page in self.sf.query_pages(query):
+                found |= {r["Id"]: r for r in page["records"]}
+        redirected, lost = [], []
+        for change in replaced:
+            record = found.get(cast(str, change.sfid), {})
+            survivor = _survivor(
+                sobject,
+                record.get("MasterRecordId"),
+                record.get("IsConverted"),
+                record.get("ConvertedContactId"),
+            )
+            if survivor:
+                self._redirect(change, *survivor)
+                redirected.append(change)
+            else:
+                lost.append(
+                    (change, _failure("ENTITY_IS_DELETED", "deleted in Salesforce, with no survivor"))
+                )
+        self._settle(lost)
+        return redirected
+
+    def _redirect(self, change: Change, sobject: str, sfid: str) -> None:
+        """Point a change at the surviving record, keeping only the fields that object has."""
+        log.info(
+            "%s row %s: %s replaced by %s %s", self.entry.sobject, change.row_id, change.sfid, sobject, sfid
         )
-        counters["failed"] += 1
-        log.warning(
-            "%s row %s (%s): %s: %s", entry.sobject, change["row_id"], change["operation"],
-            error.get("statusCode"), error.get("message"),
-        )  # fmt: skip
+        fields = self.fields(sobject)
+        dropped = [c for c in change.values if c not in NOT_SENT and not fields.get(c, {}).get("updateable")]
+        if sobject != change.sobject and dropped:
+            self._record_conflicts(
+                [
+                    _conflict(change, c, None, "salesforce", f"{sobject} {sfid} has no such field to write")
+                    for c in dropped
+                ]
+            )
+            change.values = {c: v for c, v in change.values.items() if c not in dropped}
+        change.sobject, change.sfid, change.redirected = sobject, sfid, True
+
+    # -- Sending ---------------------------------------------------------------------------------------
+
+    def _send(self, changes: list[Change]) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
+        """Each call's changes with Salesforce's result for each."""
+        nothing = [c for c in changes if not (c.sfid if c.operation == "delete" else _sendable(c))]
+        if nothing:  # a row created and deleted before its push, or every field kept Salesforce's value
+            yield [(c, {"success": True, "id": c.sfid, "unchanged": True}) for c in nothing]
+        changes = [c for c in changes if c not in nothing]
+        for change in changes:
+            change.record = self._record(change)
+        external_id = self._warehouse_key()
+        bulk = self.entry.bulk_threshold
+        by_operation = {
+            op: [c for c in changes if c.operation == op] for op in ("update", "insert", "delete")
+        }
+        for sobject, group in groupby(
+            sorted(by_operation["update"], key=lambda c: c.sobject), lambda c: c.sobject
+        ):
+            yield from self._write(list(group), "update", "Id", sobject, bulk)
+        if external_id:
+            yield from self._write(by_operation["insert"], "upsert", external_id, self.entry.sobject, bulk)
+        else:  # without a key to match results by, creates go through Collections, which keep their order
+            yield from self._collections(by_operation["insert"], "POST", "composite/sobjects")
+        yield from self._write(by_operation["delete"], "delete", "Id", self.entry.sobject, bulk)
+
+    def _write(
+        self, changes: list[Change], operation: str, key: str, sobject: str, bulk_threshold: int
+    ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
+        if not changes:
+            return
+        if len(changes) > bulk_threshold:
+            by_key = {str(c.record[key]): c for c in changes}
+            records = [{k: v for k, v in c.record.items() if k != "attributes"} for c in changes]
+            external_id = key if operation == "upsert" else None
+            outcomes = ingest.run(self.sf, sobject, operation, records, key, external_id)
+            yield [(by_key[value], outcome) for value, outcome in outcomes]
+            return
+        if operation == "delete":
+            for start in range(0, len(changes), COLLECTION_SIZE):
+                chunk = changes[start : start + COLLECTION_SIZE]
+                params = {"ids": ",".join(cast(str, c.sfid) for c in chunk), "allOrNone": "false"}
+                deleted = self.sf.client.restful("composite/sobjects", method="DELETE", params=params)
+                yield list(zip(chunk, cast(list[dict[str, Any]], deleted), strict=True))
+            return
+        path = f"composite/sobjects/{sobject}/{key}" if operation == "upsert" else "composite/sobjects"
+        yield from self._collections(changes, "PATCH", path)
+
+    def _collections(
+        self, changes: list[Change], method: str, path: str
+    ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
+        for start in range(0, len(changes), COLLECTION_SIZE):
+            chunk = changes[start : start + COLLECTION_SIZE]
+            body = {"allOrNone": False, "records": [c.record for c in chunk]}
+            results = self.sf.client.restful(path, method=method, json=body)
+            yield list(zip(chunk, cast(list[dict[str, Any]], results), strict=True))
+
+    def _record(self, change: Change) -> dict[str, Any]:
+        """The Salesforce record carrying a change's columns, by their API names."""
+        fields = self.fields(change.sobject)
+        record: dict[str, Any] = {"attributes": {"type": change.sobject}}
+        if change.operation == "delete":
+            return record | {"Id": change.sfid}
+        if change.operation == "update":
+            record["Id"] = change.sfid
+        for column, value in change.values.items():
+            if column not in NOT_SENT:
+                record[fields[column]["name"] if column in fields else column] = value
+        if change.operation == "insert":
+            if external_id := self._warehouse_key():
+                record[external_id] = record.get(external_id) or self._row_key(change.row_id)
+            if change.sobject == "Lead":
+                # Salesforce requires both; Marketo fills its configured defaults on the first push only.
+                record["LastName"] = record.get("LastName") or self.settings.lead_default_last_name
+                record["Company"] = record.get("Company") or self.settings.lead_default_company
+        return record
+
+    def _warehouse_key(self) -> str | None:
+        """The org's external Id field for warehouse rows, when the integration user can write it."""
+        found = self.fields(self.entry.sobject).get(self.settings.warehouse_id_field.lower())
+        return found["name"] if found and found.get("externalId") and found.get("createable") else None
+
+    def _row_key(self, row_id: int) -> str:
+        if not hasattr(self, "_installation"):
+            row = self.conn.execute("SELECT id FROM sfsync.installation").fetchone()
+            self._installation = cast(uuid.UUID, row[0])  # type: ignore[index]
+        return str(uuid.uuid5(self._installation, f"{self.entry.table}:{row_id}"))
+
+    # -- Settling --------------------------------------------------------------------------------------
+
+    def _settle(self, outcomes: list[tuple[Change, dict[str, Any]]]) -> None:
+        """Record one call's results in one transaction: pushed changes, new Ids, and failures."""
+        done = [(c, o) for c, o in outcomes if o.get("success")]
+        failed = [(c, o) for c, o in outcomes if not o.get("success")]
+        table = sql.Identifier(OBJECT_SCHEMA, self.entry.table)
+        with self.conn.transaction(), self.conn.cursor() as cursor:
+            # The sync's own write: not captured, so a new Id does not echo back as a change.
+            cursor.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+            cursor.executemany(
+                sql.SQL("UPDATE {} SET id = %s WHERE {} = %s").format(
+                    table, sql.Identifier(warehouse.ROW_ID)
+                ),
+                [(o["id"], c.row_id) for c, o in done if c.operation == "insert"],
+            )
+            cursor.executemany(
+                "UPDATE sfsync.outbox SET pushed_at = now(), pushed_to = %s"
+                " WHERE sobject = %s AND row_id = %s AND change_id <= %s AND pushed_at IS NULL",
+                [
+                    (c.sfid if c.redirected else None, self.entry.sobject, c.row_id, c.change_id)
+                    for c, _ in done
+                ],
+            )
+            cursor.execute(
+                "DELETE FROM sfsync.sync_errors WHERE sobject = %s AND row_id = ANY(%s)",
+                [self.entry.sobject, [c.row_id for c, _ in done]],
+            )
+            cursor.executemany(
+                warehouse.statement("state/record_push_error"), [self._error(c, o) for c, o in failed]
+            )
+        for change, outcome in done:
+            kind = {"insert": "new", "update": "updated", "delete": "deleted"}[change.operation]
+            self.counters["skipped" if outcome.get("unchanged") else kind] += 1
+        for change, outcome in failed:
+            error = outcome["errors"][0]
+            self.counters["failed"] += 1
+            self.codes[error["statusCode"]] += 1
+            log.warning(
+                "%s row %s (%s %s): %s: %s", self.entry.sobject, change.row_id, change.operation,
+                change.sfid or "new", error["statusCode"], error["message"],
+            )  # fmt: skip
+
+    def _error(self, change: Change, outcome: dict[str, Any]) -> dict[str, Any]:
+        error = (outcome.get("errors") or [{}])[0]
+        code = error.get("statusCode") or "UNKNOWN"
+        return {
+            "sobject": self.entry.sobject,
+            "row_id": change.row_id,
+            "change_id": change.change_id,
+            "sfid": change.sfid,
+            "operation": change.operation,
+            "status_code": code,
+            "message": error.get("message") or str(outcome),
+            "fields": error.get("fields") or [],
+            "transient": code in TRANSIENT_CODES,
+            "retry_after": self.settings.retry_after_seconds,
+            "retry_cap": self.settings.retry_cap_seconds,
+        }
+
+
+_UNSEEN = object()
+
+
+def _salesforce_seen(change: Change, column: str, latest: dict[str, dict[str, Any]]) -> Any:
+    """Salesforce's value of a column as far as the push can tell without asking: what it returned just
+    now, else what a pull wrote over the warehouse's edit since, else nothing new (``_UNSEEN``)."""
+    record = latest.get(cast(str, change.sfid))
+    if record is not None and column in record:
+        return record[column]
+    if change.current is not None and change.current.get(column) != change.values[column]:
+        return change.current.get(column)
+    return _UNSEEN
+
+
+def _same(salesforce: Any, warehouse_value: Any) -> bool:
+    """Equal once the two sides' JSON spellings agree (numbers as numbers, instants as instants)."""
+    if salesforce == warehouse_value:
+        return True
+    if isinstance(salesforce, int | float) and isinstance(warehouse_value, int | float):
+        return float(salesforce) == float(warehouse_value)
+    if isinstance(salesforce, str) and isinstance(warehouse_value, str):
+        try:
+            return datetime.fromisoformat(salesforce) == datetime.fromisoformat(warehouse_value)
+        except ValueError:
+            return False
+    return False
+
+
+def _conflict(change: Change, column: str, seen: Any, winner: str, reason: str) -> dict[str, Any]:
+    return {
+        "row_id": change.row_id,
+        "change_id": change.change_id,
+        "sfid": change.sfid,
+        "field": column,
+        "base": Jsonb(change.base.get(column)),
+        "warehouse": Jsonb(change.values.get(column)),
+        "salesforce": Jsonb(None if seen is _UNSEEN else seen),
+        "winner": winner,
+        "reason": reason,
+    }
+
+
+def _known_survivor(change: Change) -> tuple[str, str] | None:
+    """The survivor the warehouse already knows of: a pull brought the merge or the conversion."""
+    row = change.current or {}
+    if not row.get("isdeleted") and not row.get("isconverted"):
+        return None
+    return _survivor(
+        change.sobject, row.get("masterrecordid"), row.get("isconverted"), row.get("convertedcontactid")
+    )
+
+
+def _survivor(
+    sobject: str, master: str | None, converted: bool | None, contact: str | None
+) -> tuple[str, str] | None:
+    if master:
+        return sobject, master
+    if converted and contact:
+        return "Contact", contact
+    return None
+
+
+def _sendable(change: Change) -> bool:
+    return change.operation == "insert" or any(c not in NOT_SENT for c in change.values)
+
+
+def _was_replaced(change: Change, outcome: dict[str, Any]) -> bool:
+    codes = {e.get("statusCode") for e in outcome.get("errors") or []}
+    return change.operation == "update" and not outcome.get("success") and bool(codes & REPLACED_CODES)
+
+
+def _failure(code: str, message: str) -> dict[str, Any]:
+    return {"success": False, "errors": [{"statusCode": code, "message": message, "fields": []}]}

@@ -35,10 +35,29 @@ STANDARD_OBJECTS = BIDIRECTIONAL_OBJECTS | frozenset(
 CUSTOM_OBJECT = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*__c$")
 API_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
 FieldName = Annotated[str, Field(pattern=API_NAME)]
+Side = Literal["warehouse", "salesforce"]
+
+#: Who wins when one field changed on both sides since the last sync, unless the registry says otherwise:
+#: Marketo's rules (the warehouse for Lead, Salesforce for Contact); Salesforce owns campaigns.
+DEFAULT_WINNERS: dict[str, Side] = {
+    "Lead": "warehouse",
+    "Contact": "salesforce",
+    "Campaign": "salesforce",
+    "CampaignMember": "salesforce",
+}
 
 
 class RegistryError(ValueError):
     """The registry file is missing, unreadable or has an invalid entry."""
+
+
+class ConflictRules(BaseModel):
+    """Which side wins a field changed on both sides since the last sync: per object, then per field."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    winner: Side | None = None
+    fields: dict[FieldName, Side] = {}
 
 
 class SyncObject(BaseModel):
@@ -52,11 +71,14 @@ class SyncObject(BaseModel):
     cursor_field: Literal["SystemModstamp", "LastModifiedDate"] = "SystemModstamp"
     fields: Literal["all"] | tuple[FieldName, ...] = "all"
     exclude: tuple[FieldName, ...] = ()
+    #: Above this many records a read or a write-back goes through Bulk API 2.0 instead of REST calls.
     bulk_threshold: int = Field(default=2000, ge=1)
     #: Records per REST page (Salesforce's ``batchSize``, 200 to 2000).
     page_size: int = Field(default=2000, ge=200, le=2000)
     #: Whether deleting a warehouse row deletes the record in Salesforce (else the delete is refused).
     allow_delete: bool = False
+    #: Conflict rules for write-back (bidirectional objects only); unset means ``DEFAULT_WINNERS``.
+    conflicts: ConflictRules = ConflictRules()
 
     @field_validator("sobject")
     @classmethod
@@ -79,6 +101,8 @@ class SyncObject(BaseModel):
             raise ValueError(
                 "allow_delete needs direction 'bidirectional': only those objects are written back"
             )
+        if self.conflicts != ConflictRules() and self.direction != "bidirectional":
+            raise ValueError("conflicts needs direction 'bidirectional': only those objects are written back")
         if self.fields != "all":
             if "Id" not in self.fields or self.cursor_field not in self.fields:
                 raise ValueError(f"a field list must include Id and the cursor field {self.cursor_field}")
@@ -97,6 +121,11 @@ class SyncObject(BaseModel):
     def dag_id(self) -> str:
         return f"sf_sync__{self.table}"
 
+    def winner(self, field: str) -> Side:
+        """The side whose value a field keeps when both changed it (field names are case-insensitive)."""
+        by_field = {name.lower(): side for name, side in self.conflicts.fields.items()}
+        return by_field.get(field.lower()) or self.conflicts.winner or DEFAULT_WINNERS[self.sobject]
+
 
 class SyncSettings(BaseModel):
     """Settings shared by every object (the ``settings:`` block of the registry file)."""
@@ -113,6 +142,13 @@ class SyncSettings(BaseModel):
     #: Salesforce requires both on a Lead; like Marketo, they fill empty values on a Lead's first push only.
     lead_default_last_name: str = Field(default="[not provided]", min_length=1)
     lead_default_company: str = Field(default="[not provided]", min_length=1)
+    #: An external Id field (unique, on each bidirectional object) holding the warehouse row's key. Where the
+    #: integration user can write it, inserts are upserts on it: a push retried after a crash finds the
+    #: record it already created instead of creating a twin, and Bulk results are matched back by it.
+    warehouse_id_field: str = Field(default="Warehouse_Id__c", pattern=API_NAME)
+    #: Transient write-back failures are retried after this delay, doubled on each failure up to the cap.
+    retry_after_seconds: int = Field(default=60, ge=0)
+    retry_cap_seconds: int = Field(default=3600, ge=0)
 
 
 class Registry(BaseModel):

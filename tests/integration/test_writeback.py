@@ -92,15 +92,32 @@ def test_a_refused_record_is_kept_with_salesforces_message_and_retried_once_fixe
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
 
 
-def test_a_locked_row_is_retried_on_the_next_run(sync, private_org, warehouse_url):
+def test_a_locked_row_is_retried_after_a_backoff_that_doubles(sync, private_org, warehouse_url):
+    def backoff() -> tuple:
+        with psycopg.connect(warehouse_url) as conn:
+            return conn.execute(
+                "SELECT status_code, transient, attempts, round(extract(epoch FROM next_attempt_at - last_seen))"
+                " FROM sfsync.sync_errors"
+            ).fetchone()
+
+    def time_passes() -> None:
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE sfsync.sync_errors SET next_attempt_at = now()")
+
     with private_org() as org:
         lead = Salesforce(**org.salesforce_kwargs("admin")).Lead.create(sample_lead())["id"]
         sync("lead")
         with psycopg.connect(warehouse_url, autocommit=True) as conn:
             conn.execute("UPDATE salesforce.lead SET title = 'VP' WHERE id = %s", [lead])
-        assert org.admin("faults", {"kind": "lock_row", "count": 1})[0] == 200
+        assert org.admin("faults", {"kind": "lock_row", "count": 2})[0] == 200
         sync("lead")
-        assert [(e[2], e[4]) for e in errors(warehouse_url)] == [("UNABLE_TO_LOCK_ROW", True)]
+        assert backoff() == ("UNABLE_TO_LOCK_ROW", True, 1, 60)
+        sync("lead")
+        assert backoff() == ("UNABLE_TO_LOCK_ROW", True, 1, 60), "not retried before its time"
+        time_passes()
+        sync("lead")
+        assert backoff() == ("UNABLE_TO_LOCK_ROW", True, 2, 120), "the second failure waits twice as long"
+        time_passes()
         sync("lead")
         assert errors(warehouse_url) == []
         assert Salesforce(**org.salesforce_kwargs("admin")).Lead.get(lead)["Title"] == "VP", (

@@ -1,0 +1,111 @@
+"""Bulk API 2.0 ingest jobs for the write-back, with an outcome for every record sent.
+
+One job per call: create, upload the CSV, close, poll until it ends. Result files are fetched only when
+they say something the job's counters do not: failed and unprocessed rows when there are any, successful
+rows when new Ids must be matched back (Salesforce does not keep the upload's order in its results). A
+clean update or delete of 10,000 records thus costs four calls plus the polls.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sfsync.salesforce import BULK_POLL_SECONDS, Salesforce
+
+#: In Bulk CSV an empty cell leaves a field unchanged; this sets it to null.
+NULL = "#N/A"
+FINAL_STATES = ("JobComplete", "Failed", "Aborted")
+MAX_POLL_SECONDS = 5.0
+JOB_TIMEOUT_SECONDS = 3600.0
+
+
+def run(
+    sf: Salesforce,
+    sobject: str,
+    operation: str,
+    records: list[dict[str, Any]],
+    key: str,
+    external_id: str | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each record's ``key`` value with its outcome, shaped like an sObject Collections result
+    (``{"success": True, "id": ...}`` or ``{"success": False, "errors": [...]}``)."""
+    client = getattr(sf.client.bulk2, sobject)._client
+    columns = [key, *sorted({name for record in records for name in record} - {key})]
+    job = client.create_job(operation, external_id_field=external_id)
+    try:
+        client.upload_job_data(job["id"], _csv(columns, records))
+        client.close_job(job["id"])
+        job = _wait(client, job["id"])
+    except Exception:
+        client.abort_job(job["id"], False)
+        raise
+    total, failed = len(records), int(job.get("numberRecordsFailed") or 0)
+    processed = int(job.get("numberRecordsProcessed") or 0)
+    settled: dict[str, dict[str, Any]] = {}
+    if failed:
+        for row in _rows(client.get_ingest_results(job["id"], "failedResults")):
+            settled[row[key]] = {"success": False, "errors": [_error(row["sf__Error"])]}
+    if processed < total:
+        message = job.get("errorMessage") or f"the Bulk job ended {job['state']} before this record"
+        for row in _rows(client.get_ingest_results(job["id"], "unprocessedRecords")):
+            settled[row[key]] = {
+                "success": False,
+                "errors": [{"statusCode": "NOT_PROCESSED", "message": message, "fields": []}],
+            }
+    if operation == "upsert" and processed > failed:
+        for row in _rows(client.get_ingest_results(job["id"], "successfulResults")):
+            settled[row[key]] = {
+                "success": True,
+                "id": row["sf__Id"],
+                "created": row["sf__Created"] == "true",
+            }
+    for record in records:
+        value = str(record[key])
+        yield value, settled.get(value) or {"success": True, "id": record.get("Id")}
+
+
+def _wait(client: Any, job_id: str) -> dict[str, Any]:
+    """Poll until the job ends, backing off up to a few seconds between polls (each poll is a call)."""
+    delay, deadline = BULK_POLL_SECONDS, time.monotonic() + JOB_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(delay)
+        job = client.get_job(job_id, False)
+        if job["state"] in FINAL_STATES:
+            return dict(job)
+        delay = min(delay * 2, MAX_POLL_SECONDS)
+    raise TimeoutError(f"Bulk ingest job {job_id} did not finish within {JOB_TIMEOUT_SECONDS:.0f} s")
+
+
+def _csv(columns: list[str], records: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for record in records:
+        writer.writerow([_cell(record[c]) if c in record else "" for c in columns])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":  # Salesforce has no empty strings: an empty text field is null
+        return NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _rows(text: str) -> Iterator[dict[str, str]]:
+    return csv.DictReader(io.StringIO(text))
+
+
+def _error(text: str) -> dict[str, Any]:
+    """Bulk's ``sf__Error`` (``CODE:message:Field1,Field2 --``, messages may hold colons) as a REST error."""
+    code, _, rest = text.partition(":")
+    first = rest.split(" --")[0]
+    message, _, fields = first.rpartition(":")
+    if not message:  # no field part
+        message, fields = first, ""
+    return {"statusCode": code, "message": message, "fields": [f for f in fields.split(",") if f]}
