@@ -176,40 +176,54 @@ class _Pusher:
     # -- Conflicts -------------------------------------------------------------------------------------
 
     def _decide_conflicts(self, updates: list[Change]) -> None:
-        """Drop the fields Salesforce wins, and record every field both sides changed."""
+        """Drop from the push the fields both sides changed where Salesforce wins, and record each conflict.
+
+        Salesforce is asked for its current values only where it may win. Where the warehouse wins anyway
+        no call is spent to look: such a conflict is recorded when a pull has already shown Salesforce's
+        value in the row.
+        """
         fields = self.fields(self.entry.sobject)
 
         def winner(column: str) -> str:
             return self.entry.winner(fields[column]["name"] if column in fields else column)
 
-        salesforce_wins = {c for change in updates for c in change.values if winner(c) == "salesforce"}
-        latest = self._salesforce_values(sorted(salesforce_wins & fields.keys()))
+        contested = {c for u in updates for c in u.values if c in fields and winner(c) == "salesforce"}
+        latest = self._salesforce_values(updates, sorted(contested))
         decided = []
         for change in updates:
             for column in list(change.values):
                 seen = _salesforce_seen(change, column, latest)
-                if seen is _UNSEEN or _same(seen, change.base.get(column)):
-                    continue  # only the warehouse changed it
+                if (
+                    seen is _UNSEEN
+                    or _same(seen, change.base.get(column))
+                    or _same(seen, change.values[column])
+                ):
+                    continue  # only one side changed it, or both to the same value
                 side = winner(column)
-                if _same(seen, change.values[column]):
-                    side = "warehouse"  # both made the same change
                 decided.append(_conflict(change, column, seen, side, "changed on both sides"))
                 if side == "salesforce":
                     del change.values[column]
         self._record_conflicts(decided)
 
-    def _salesforce_values(self, columns: list[str]) -> dict[str, dict[str, Any]]:
-        """What Salesforce holds now for the records it changed since the last pull (by Id, lower-case)."""
-        if not columns:
+    def _salesforce_values(self, updates: list[Change], columns: list[str]) -> dict[str, dict[str, Any]]:
+        """Salesforce's values now, by Id, for the records it changed since the last pull: the only ones
+        that can conflict (one call unless Salesforce itself changed many records meanwhile)."""
+        columns = [c for c in columns if c not in NOT_SENT]
+        if not updates or not columns:
             return {}
         row = self.conn.execute(
             "SELECT high_water FROM sfsync.sync_state WHERE sobject = %s", [self.entry.sobject]
         ).fetchone()
-        since = row[0] - timedelta(seconds=self.settings.lookback_seconds) if row and row[0] else None
+        conditions = []
+        if row and row[0]:
+            since = row[0] - timedelta(seconds=self.settings.lookback_seconds)
+            conditions.append(f"{self.entry.cursor_field} >= {soql.literal(since)}")
+        if len(updates) <= COLLECTION_SIZE:
+            conditions.append("Id IN ({})".format(", ".join(f"'{c.sfid}'" for c in updates)))
         names = [self.fields(self.entry.sobject)[c]["name"] for c in columns]
         query = f"SELECT Id, {', '.join(names)} FROM {self.entry.sobject}"
-        if since is not None:
-            query += f" WHERE {self.entry.cursor_field} >= {soql.literal(since)}"
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         latest = {}
         for page in self.sf.query_pages(query, self.entry.page_size):
             for record in page["records"]:
@@ -380,18 +394,24 @@ class _Pusher:
         with self.conn.transaction(), self.conn.cursor() as cursor:
             # The sync's own write: not captured, so a new Id does not echo back as a change.
             cursor.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
-            cursor.executemany(
-                sql.SQL("UPDATE {} SET id = %s WHERE {} = %s").format(
-                    table, sql.Identifier(warehouse.ROW_ID)
-                ),
-                [(o["id"], c.row_id) for c, o in done if c.operation == "insert"],
+            created = [(c.row_id, o["id"]) for c, o in done if c.operation == "insert"]
+            cursor.execute(
+                sql.SQL(
+                    "UPDATE {} t SET id = d.id FROM unnest(%s::bigint[], %s::text[]) AS d(row_id, id)"
+                    " WHERE t.{} = d.row_id"
+                ).format(table, sql.Identifier(warehouse.ROW_ID)),
+                [[row for row, _ in created], [sfid for _, sfid in created]],
             )
-            cursor.executemany(
-                "UPDATE sfsync.outbox SET pushed_at = now(), pushed_to = %s"
-                " WHERE sobject = %s AND row_id = %s AND change_id <= %s AND pushed_at IS NULL",
+            cursor.execute(
+                "UPDATE sfsync.outbox o SET pushed_at = now(), pushed_to = d.pushed_to"
+                " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS d(row_id, change_id, pushed_to)"
+                " WHERE o.sobject = %s AND o.row_id = d.row_id AND o.change_id <= d.change_id"
+                " AND o.pushed_at IS NULL",
                 [
-                    (c.sfid if c.redirected else None, self.entry.sobject, c.row_id, c.change_id)
-                    for c, _ in done
+                    [c.row_id for c, _ in done],
+                    [c.change_id for c, _ in done],
+                    [c.sfid if c.redirected else None for c, _ in done],
+                    self.entry.sobject,
                 ],
             )
             cursor.execute(

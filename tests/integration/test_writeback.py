@@ -41,7 +41,7 @@ def test_edits_and_inserts_reach_salesforce_without_echo(sync, private_org, matc
             )
         ran = sync("lead")
         assert ran["status"] == "merged"
-        assert pushed(warehouse_url) == (1, 1, 0, 3), "describe, one update call, one create call"
+        assert pushed(warehouse_url) == (1, 1, 0, 4), "describe, the conflict check, one update, one upsert"
         record = admin.Lead.get(lead)
         assert (record["Title"], record["Rating"]) == ("CEO", "Hot")
         with psycopg.connect(warehouse_url) as conn:
@@ -55,7 +55,7 @@ def test_edits_and_inserts_reach_salesforce_without_echo(sync, private_org, matc
         matches_org("Lead", integration)
 
         again = sync("lead")  # a second cycle: nothing to push, and the pull changes no row
-        assert pushed(warehouse_url) == (1, 1, 0, 3), "no new outbound run: no API writes"
+        assert pushed(warehouse_url) == (1, 1, 0, 4), "no new outbound run: no API writes"
         assert (again["new"], again["updated"], again["deleted"]) == (0, 0, 0)
         with psycopg.connect(warehouse_url) as conn:
             assert conn.execute("SELECT count(*) FROM sfsync.outbox WHERE pushed_at IS NULL").fetchone() == (
@@ -96,8 +96,8 @@ def test_a_locked_row_is_retried_after_a_backoff_that_doubles(sync, private_org,
     def backoff() -> tuple:
         with psycopg.connect(warehouse_url) as conn:
             return conn.execute(
-                "SELECT status_code, transient, attempts, round(extract(epoch FROM next_attempt_at - last_seen))"
-                " FROM sfsync.sync_errors"
+                "SELECT status_code, transient, attempts,"
+                " round(extract(epoch FROM next_attempt_at - last_seen)) FROM sfsync.sync_errors"
             ).fetchone()
 
     def time_passes() -> None:

@@ -13,6 +13,8 @@ INSERT INTO sfsync.installation DEFAULT VALUES;
 -- The record a change was written to when it was not the row's own: a merge's survivor, or the contact a
 -- lead was converted into.
 ALTER TABLE sfsync.outbox ADD COLUMN pushed_to text;
+-- A push reads and settles pending changes by row.
+CREATE INDEX outbox_pending_rows ON sfsync.outbox (sobject, row_id) WHERE pushed_at IS NULL;
 
 ALTER TABLE sfsync.sync_errors ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now();
 

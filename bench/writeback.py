@@ -1,0 +1,102 @@
+"""Warehouse to Salesforce: what a cycle with 10,000 changed Leads costs.
+
+A seeded local org is pulled into a fresh embedded warehouse; then 10,000 Lead rows are edited in the
+warehouse (three fields each) and pushed by the sync's own ``outbound.push``: once above the registry's
+``bulk_threshold`` (one Bulk API 2.0 ingest job) and once below it (sObject Collections, 200 records a
+call). Prints API calls, wall time and records/s for each path, and the org's own time for the same
+Bulk update sent directly with simple-salesforce (the baseline: the part of the wall time that is not the
+sync's). Asserts nothing. Usage: python bench/writeback.py [--rows 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+# Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
+from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
+from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
+from common import peak_rss_mb, seed_leads, sync_environment
+
+from localorg.testing import free_port, running_org
+from sfsync import inbound, outbound, warehouse
+from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.embedded import EmbeddedWarehouse
+from sfsync.registry import load_registry
+from sfsync.salesforce import Salesforce
+
+
+def edit(url: str, rows: int, label: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE salesforce.lead SET title = %s || _sfsync_row_id, rating = 'Warm', numberofemployees = 42"
+            " WHERE _sfsync_row_id IN (SELECT _sfsync_row_id FROM salesforce.lead"
+            " WHERE NOT isdeleted AND NOT isconverted ORDER BY _sfsync_row_id LIMIT %s)",
+            [label, rows],
+        )
+
+
+def push(run_id: str, bulk_threshold: int) -> tuple[dict, float]:
+    registry = load_registry()
+    entry = registry.get("Lead").model_copy(update={"bulk_threshold": bulk_threshold})
+    started = time.perf_counter()
+    pushed = outbound.push(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    return pushed, time.perf_counter() - started
+
+
+def org_baseline(rows: int) -> float:
+    """Seconds for the org to take the same Bulk update sent directly (no warehouse, no bookkeeping)."""
+    sf = Salesforce(SALESFORCE_CONN_ID)
+    ids = sf.client.query_all(f"SELECT Id FROM Lead WHERE IsConverted = false LIMIT {rows}")["records"]
+    records = [{"Id": r["Id"], "Title": "Baseline", "Rating": "Cold", "NumberOfEmployees": 7} for r in ids]
+    started = time.perf_counter()
+    sf.client.bulk2.Lead.update(records=records, wait=0.2)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
+        root = Path(tmp)
+        pg = EmbeddedWarehouse(root / "pg", free_port()).start()
+        try:
+            with running_org(root / "org") as org:
+                # A fifth of the seeded Leads belong to a user the integration user cannot see.
+                seed_leads(org.data_dir, int(args.rows * 1.4), seed=2)
+                os.environ |= sync_environment(org, pg, root)
+                with psycopg.connect(pg.url(), autocommit=True) as conn:
+                    warehouse.migrate(conn)
+                registry = load_registry()
+                entry = registry.get("Lead")
+                extracted = inbound.extract(
+                    entry, registry.settings, "pull", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+                )
+                inbound.merge(entry, "pull", extracted, WAREHOUSE_CONN_ID)
+
+                for path, threshold in (
+                    ("Bulk API 2.0", entry.bulk_threshold),
+                    ("sObject Collections", 10**9),
+                ):
+                    edit(pg.url(), args.rows, path)
+                    rss_before = peak_rss_mb()
+                    pushed, seconds = push(f"push {path}", threshold)
+                    written = pushed["updated"]
+                    print(f"{written:,} changed Leads (3 fields each) through {path}:")
+                    print(f"  API calls:   {pushed['api_calls']} ({pushed['failed']} failed records)")
+                    print(f"  wall time:   {seconds:.2f} s, {written / seconds:,.0f} records/s")
+                    print(f"  peak RSS:    {peak_rss_mb():.0f} MB ({peak_rss_mb() - rss_before:+.0f} MB)")
+                baseline = org_baseline(args.rows)
+                print(f"org baseline: the same Bulk update sent directly: {baseline:.2f} s")
+        finally:
+            pg.stop()
+
+
+if __name__ == "__main__":
+    main()
