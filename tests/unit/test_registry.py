@@ -25,6 +25,12 @@ EXPECTED_ERRORS = {
     "not_yaml.yaml": ["not valid YAML (line 4"],
     "allow_delete_inbound.yaml": ["entry 1 (Opportunity)", "allow_delete needs direction 'bidirectional'"],
     "no_objects_list.yaml": ["unknown key 'objekts'", "missing key 'objects'"],
+    "conflicts_inbound.yaml": ["entry 1 (Account)", "conflicts needs direction 'bidirectional'"],
+    "conflicts_bad_winner.yaml": [
+        "entry 1 (Contact)",
+        "conflicts fields Title",
+        "'warehouse' or 'salesforce'",
+    ],
 }
 
 
@@ -84,3 +90,18 @@ def test_the_sync_columns_cannot_be_excluded(tmp_path):
     path.write_text("objects:\n  - {sobject: Lead, direction: inbound, exclude: [SystemModstamp]}\n")
     with pytest.raises(RegistryError, match="entry 1 \\(Lead\\): cannot exclude SystemModstamp"):
         load_registry(path)
+
+
+def test_conflict_winners_default_to_marketos_rules_and_can_be_set_per_object_and_field(tmp_path):
+    path = tmp_path / "objects.yaml"
+    path.write_text(
+        "objects:\n"
+        "  - {sobject: Lead, direction: bidirectional, conflicts: {fields: {Email: salesforce}}}\n"
+        "  - {sobject: Contact, direction: bidirectional}\n"
+        "  - {sobject: Campaign, direction: bidirectional, conflicts: {winner: warehouse}}\n"
+    )
+    registry = load_registry(path)
+    lead, contact, campaign = (registry.get(name) for name in ("Lead", "Contact", "Campaign"))
+    assert (lead.winner("Title"), lead.winner("email")) == ("warehouse", "salesforce")
+    assert contact.winner("Title") == "salesforce"
+    assert campaign.winner("Name") == "warehouse"
