@@ -145,6 +145,7 @@ class _Pusher:
         self.counters = {"new": 0, "updated": 0, "deleted": 0, "skipped": 0, "failed": 0}
         self.codes: Counter[str] = Counter()
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
+        self._names: dict[str, dict[str, str]] = {}
 
     def fields(self, sobject: str) -> dict[str, dict[str, Any]]:
         """An object's fields by lower-case name, described once per push."""
@@ -153,11 +154,23 @@ class _Pusher:
             self._described[sobject] = {f["name"].lower(): f for f in describe["fields"]}
         return self._described[sobject]
 
+    def names(self, sobject: str) -> dict[str, str]:
+        """API names by column. The object's own come from its last pull, which costs no call: only
+        inserts (the warehouse key) and redirects to another object need a describe."""
+        if sobject not in self._names:
+            row = self.conn.execute(
+                "SELECT fields FROM sfsync.sync_state WHERE sobject = %s", [sobject]
+            ).fetchone()
+            if sobject == self.entry.sobject and row and row[0]:
+                self._names[sobject] = {name.lower(): name for name in row[0]}
+            else:
+                self._names[sobject] = {column: f["name"] for column, f in self.fields(sobject).items()}
+        return self._names[sobject]
+
     def summary(self) -> str | None:
         return ", ".join(f"{code} x{n}" for code, n in self.codes.most_common()) or None
 
     def run(self, changes: list[Change]) -> None:
-        self.fields(self.entry.sobject)
         self._decide_conflicts([c for c in changes if c.operation == "update"])
         for change in changes:
             if change.operation == "update" and (survivor := _known_survivor(change)):
@@ -182,12 +195,12 @@ class _Pusher:
         no call is spent to look: such a conflict is recorded when a pull has already shown Salesforce's
         value in the row.
         """
-        fields = self.fields(self.entry.sobject)
+        names = self.names(self.entry.sobject)
 
         def winner(column: str) -> str:
-            return self.entry.winner(fields[column]["name"] if column in fields else column)
+            return self.entry.winner(names.get(column, column))
 
-        contested = {c for u in updates for c in u.values if c in fields and winner(c) == "salesforce"}
+        contested = {c for u in updates for c in u.values if c in names and winner(c) == "salesforce"}
         latest = self._salesforce_values(updates, sorted(contested))
         decided = []
         for change in updates:
@@ -220,7 +233,7 @@ class _Pusher:
             conditions.append(f"{self.entry.cursor_field} >= {soql.literal(since)}")
         if len(updates) <= COLLECTION_SIZE:
             conditions.append("Id IN ({})".format(", ".join(f"'{c.sfid}'" for c in updates)))
-        names = [self.fields(self.entry.sobject)[c]["name"] for c in columns]
+        names = [self.names(self.entry.sobject)[c] for c in columns]
         query = f"SELECT Id, {', '.join(names)} FROM {self.entry.sobject}"
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
@@ -301,25 +314,27 @@ class _Pusher:
 
     def _send(self, changes: list[Change]) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
         """Each call's changes with Salesforce's result for each."""
-        nothing = [c for c in changes if not (c.sfid if c.operation == "delete" else _sendable(c))]
-        if nothing:  # a row created and deleted before its push, or every field kept Salesforce's value
-            yield [(c, {"success": True, "id": c.sfid, "unchanged": True}) for c in nothing]
-        changes = [c for c in changes if c not in nothing]
-        for change in changes:
+        sendable = [c for c in changes if (c.sfid if c.operation == "delete" else _sendable(c))]
+        if len(sendable) < len(
+            changes
+        ):  # rows created and deleted before a push; every field kept Salesforce's
+            kept = {id(c) for c in sendable}
+            yield [
+                (c, {"success": True, "id": c.sfid, "unchanged": True}) for c in changes if id(c) not in kept
+            ]
+        by_operation: dict[str, list[Change]] = {"update": [], "insert": [], "delete": []}
+        for change in sendable:
             change.record = self._record(change)
-        external_id = self._warehouse_key()
+            by_operation[change.operation].append(change)
         bulk = self.entry.bulk_threshold
-        by_operation = {
-            op: [c for c in changes if c.operation == op] for op in ("update", "insert", "delete")
-        }
-        for sobject, group in groupby(
-            sorted(by_operation["update"], key=lambda c: c.sobject), lambda c: c.sobject
-        ):
+        updates = sorted(by_operation["update"], key=lambda c: c.sobject)
+        for sobject, group in groupby(updates, lambda c: c.sobject):
             yield from self._write(list(group), "update", "Id", sobject, bulk)
-        if external_id:
-            yield from self._write(by_operation["insert"], "upsert", external_id, self.entry.sobject, bulk)
-        else:  # without a key to match results by, creates go through Collections, which keep their order
-            yield from self._collections(by_operation["insert"], "POST", "composite/sobjects")
+        if inserts := by_operation["insert"]:
+            if external_id := self._warehouse_key():
+                yield from self._write(inserts, "upsert", external_id, self.entry.sobject, bulk)
+            else:  # without a key to match results by, creates go through Collections, which keep their order
+                yield from self._collections(inserts, "POST", "composite/sobjects")
         yield from self._write(by_operation["delete"], "delete", "Id", self.entry.sobject, bulk)
 
     def _write(
@@ -355,7 +370,7 @@ class _Pusher:
 
     def _record(self, change: Change) -> dict[str, Any]:
         """The Salesforce record carrying a change's columns, by their API names."""
-        fields = self.fields(change.sobject)
+        names = self.names(change.sobject)
         record: dict[str, Any] = {"attributes": {"type": change.sobject}}
         if change.operation == "delete":
             return record | {"Id": change.sfid}
@@ -363,7 +378,7 @@ class _Pusher:
             record["Id"] = change.sfid
         for column, value in change.values.items():
             if column not in NOT_SENT:
-                record[fields[column]["name"] if column in fields else column] = value
+                record[names.get(column, column)] = value
         if change.operation == "insert":
             if external_id := self._warehouse_key():
                 record[external_id] = record.get(external_id) or self._row_key(change.row_id)
