@@ -403,6 +403,13 @@ class _Pusher:
 
     def _settle(self, outcomes: list[tuple[Change, dict[str, Any]]]) -> None:
         """Record one call's results in one transaction: pushed changes, new Ids, and failures."""
+        # A delete of a record Salesforce already deleted (a retry, a delete on both sides) has its way.
+        outcomes = [
+            (c, {"success": True, "unchanged": True})
+            if c.operation == "delete" and _codes(o) == {"ENTITY_IS_DELETED"}
+            else (c, o)
+            for c, o in outcomes
+        ]
         done = [(c, o) for c, o in outcomes if o.get("success")]
         failed = [(c, o) for c, o in outcomes if not o.get("success")]
         table = sql.Identifier(OBJECT_SCHEMA, self.entry.table)
@@ -532,9 +539,12 @@ def _sendable(change: Change) -> bool:
     return change.operation == "insert" or any(c not in NOT_SENT for c in change.values)
 
 
+def _codes(outcome: dict[str, Any]) -> set[str]:
+    return {e.get("statusCode") for e in outcome.get("errors") or []} if not outcome.get("success") else set()
+
+
 def _was_replaced(change: Change, outcome: dict[str, Any]) -> bool:
-    codes = {e.get("statusCode") for e in outcome.get("errors") or []}
-    return change.operation == "update" and not outcome.get("success") and bool(codes & REPLACED_CODES)
+    return change.operation == "update" and bool(_codes(outcome) & REPLACED_CODES)
 
 
 def _failure(code: str, message: str) -> dict[str, Any]:

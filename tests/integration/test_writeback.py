@@ -136,15 +136,20 @@ def test_deletes_reach_salesforce_only_where_the_registry_allows_them(
     registry(Lead="allow_delete: true")
     with private_org() as org:
         admin = Salesforce(**org.salesforce_kwargs("admin"))
-        lead = admin.Lead.create(sample_lead())["id"]
+        lead, both = (admin.Lead.create(sample_lead())["id"] for _ in range(2))
         sync("lead")
+        admin.Lead.delete(both)  # deleted on both sides: the warehouse's delete has its way too
         with psycopg.connect(warehouse_url, autocommit=True) as conn:
-            conn.execute("DELETE FROM salesforce.lead WHERE id = %s", [lead])
+            conn.execute("DELETE FROM salesforce.lead WHERE id = ANY(%s)", [[lead, both]])
         sync("lead")
         assert pushed(warehouse_url)[:3] == (0, 0, 0)
+        assert errors(warehouse_url) == []
         gone = admin.query_all(f"SELECT IsDeleted FROM Lead WHERE Id = '{lead}'", include_deleted=True)
         assert gone["records"][0]["IsDeleted"] is True
         with psycopg.connect(warehouse_url) as conn:
-            assert conn.execute("SELECT isdeleted FROM salesforce.lead WHERE id = %s", [lead]).fetchone() == (
-                True,
+            assert conn.execute("SELECT id, isdeleted FROM salesforce.lead ORDER BY id").fetchall() == sorted(
+                [(lead, True), (both, True)]
+            )
+            assert conn.execute("SELECT count(*) FROM sfsync.outbox WHERE pushed_at IS NULL").fetchone() == (
+                0,
             )
