@@ -162,9 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from .server import create_app
-    from .store import Org
+    from .store import Org, untrack_sqlite_memory
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    untrack_sqlite_memory()
     org = Org(args.data, definition)
     _, server_file = ensure_certificates(args.data)
     settings = definition.settings

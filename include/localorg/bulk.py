@@ -1,8 +1,10 @@
 """Bulk API 2.0: query jobs (SOQL to CSV) and ingest jobs (CSV to records), run on worker threads.
 
-A query job writes its whole result once to a spool file, remembering where every row starts, so a
+A query job writes its whole result once to spool files, remembering where every row starts, so a
 results page (``maxRecords`` rows from ``locator``) is a byte range streamed from disk: memory stays
-flat however many rows a job has. An ingest job spools the uploaded CSV, writes each record through
+flat however many rows a job has. A large result is written in slices on parallel connections that
+read one snapshot (SQLite formats the CSV with the GIL released), so it is the result of one moment,
+as a single statement's would be. An ingest job spools the uploaded CSV, writes each record through
 the store's normal write path (the same validation as REST, 200 records per transaction, as
 Salesforce chunks them) and spools the per-record results. Jobs last for the server's lifetime.
 """
@@ -13,12 +15,14 @@ import base64
 import builtins
 import csv
 import io
+import os
 import shutil
+import sqlite3
 import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import accumulate, islice
 from pathlib import Path
@@ -40,7 +44,11 @@ QUERY_OPERATIONS = ("query", "queryAll")
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 INGEST_CHUNK = 200
 NULL_VALUE = "#N/A"  # Bulk CSV's way to set a field to null; an empty field leaves it unchanged
-_FETCH_ROWS = 20_000
+_FETCH_ROWS = 5_000
+# A result is sliced only where every slice gets this many rows: a slice costs a connection, and each
+# skips (without formatting them) the rows before its offset.
+_SLICE_ROWS = 10_000
+_SLICES = max(2, min(4, os.cpu_count() or 1))
 _READ_BYTES = 1 << 20
 _FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 _DAY_MS = 86_400_000
@@ -80,9 +88,11 @@ class Job:
     started: float | None = None
     finished: float | None = None
     uploaded: bool = False
-    offsets: array[int] = field(default_factory=lambda: array("q", [0]))
+    offsets: array[int] = field(default_factory=lambda: array("q", [0]))  # of every row, over all parts
+    parts: list[tuple[Path, int, int]] = field(default_factory=list)  # spool file, first and last byte
     header: bytes = b""
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_state(self, state: str, error: str | None = None) -> None:
         self.state = state
@@ -142,6 +152,7 @@ class BulkJobs:
         self._lock = threading.Lock()
         self._counter = 0
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="bulk")
+        self._slices = ThreadPoolExecutor(4 * _SLICES, thread_name_prefix="bulk-slice")
 
     def usage(self) -> dict[str, int]:
         """Bulk usage of the last 24 hours in limits/ terms (jobs of this server's lifetime)."""
@@ -149,9 +160,7 @@ class BulkJobs:
         with self._lock:
             jobs = [j for j in self._jobs.values() if j.created > since]
         queries = [j for j in jobs if j.kind == "query"]
-        spooled = sum(
-            (j.spool / "result.csv").stat().st_size for j in queries if (j.spool / "result.csv").exists()
-        )
+        spooled = sum(path.stat().st_size for j in queries for path in j.spool.glob("result-*.csv"))
         return {
             "DailyBulkV2QueryJobs": len(queries),
             "DailyBulkV2QueryFileStorageMB": -(-spooled // 1_000_000),
@@ -284,23 +293,77 @@ class BulkJobs:
         header, sql, params = job.plan.csv(job.delimiter)
         quoted = job.delimiter.join('"' + name.replace('"', '""') + '"' for name in header)
         job.header = (quoted + job.line_ending).encode()
-        ending = job.line_ending
+        conns = self._snapshot(_SLICES)
+        try:
+            slices = self._slice(conns[0], job.plan, sql, params)
+            futures = [
+                self._slices.submit(
+                    self._write_slice, job, conn, sql, [*params[:-2], limit, offset], f"result-{i}.csv"
+                )
+                for i, (conn, (offset, limit)) in enumerate(zip(conns, slices, strict=False))
+            ]
+            wait(futures)
+            parts = [future.result() for future in futures]
+        finally:
+            for conn in conns:
+                conn.close()
+
         position = 0
-        with (job.spool / "result.csv").open("wb") as out:
-            cursor = self.api.org.conn().execute(sql, params)
+        for path, offsets in parts:
+            job.parts.append((path, position, position + offsets[-1]))
+            job.offsets.extend(o + position for o in islice(offsets, 1, None))
+            position += offsets[-1]
+
+    def _snapshot(self, count: int) -> builtins.list[sqlite3.Connection]:
+        """``count`` connections in read transactions on one snapshot of the store."""
+        org = self.api.org
+        conns = [org.connect(check_same_thread=False) for _ in range(count)]
+        fence = org.conn()
+        try:
+            # SQLite's write lock, which every writer of every process takes: nothing commits until the
+            # read transactions have all started.
+            fence.execute("BEGIN IMMEDIATE")
+            try:
+                for conn in conns:
+                    conn.execute("BEGIN")
+                    conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            finally:
+                fence.execute("ROLLBACK")
+        except BaseException:
+            for conn in conns:
+                conn.close()
+            raise
+        return conns
+
+    @staticmethod
+    def _slice(conn: sqlite3.Connection, plan: Plan, sql: str, params: builtins.list[Any]) -> builtins.list:
+        """(OFFSET, LIMIT) of each slice of the result."""
+        total = plan.count_rows(conn)
+        steps = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+        # Sorted in a temporary B-tree, every slice would format and sort the whole result.
+        count = 1 if any("TEMP B-TREE" in step[-1] for step in steps) else total // _SLICE_ROWS
+        size = max(1, -(-total // max(1, min(_SLICES, count))))
+        return [(offset, min(size, total - offset)) for offset in range(0, total, size)] or [(0, 0)]
+
+    def _write_slice(
+        self, job: Job, conn: sqlite3.Connection, sql: str, params: builtins.list[Any], name: str
+    ) -> tuple[Path, array[int]]:
+        """Spool one slice: its file and the offsets of its rows in it (the last one is its size)."""
+        ending = job.line_ending.encode()
+        offsets = array("q", [0])
+        path = job.spool / name
+        with path.open("wb") as out:
+            cursor = conn.execute(sql, params)
             while rows := cursor.fetchmany(_FETCH_ROWS):
                 if job.state != "InProgress":
-                    cursor.close()
-                    return
+                    break
                 lines = [row[0] + ending for row in rows]
-                text = "".join(lines)
-                data = text.encode()
-                # Byte offsets of the rows: character counts when the text is ASCII (the usual case).
-                sizes = map(len, lines) if len(data) == len(text) else (len(line.encode()) for line in lines)
-                job.offsets.extend(islice(accumulate(sizes, initial=position), 1, None))
-                position = job.offsets[-1]
-                out.write(data)
-                job.processed += len(lines)
+                offsets.extend(islice(accumulate(map(len, lines), initial=offsets[-1]), 1, None))
+                out.write(b"".join(lines))
+                with job.lock:
+                    job.processed += len(lines)
+            cursor.close()
+        return path, offsets
 
     def results(self, job: Job, locator: str | None, max_records: str | None) -> tuple[Iterator[bytes], dict]:
         """GET jobs/query/{id}/results: one page of CSV and its Sforce-* headers."""
@@ -324,15 +387,18 @@ class BulkJobs:
 
     def _stream(self, job: Job, first: int, last: int) -> Iterator[bytes]:
         yield job.header
-        with (job.spool / "result.csv").open("rb") as data:
-            data.seek(first)
-            remaining = last - first
-            while remaining > 0:
-                chunk = data.read(min(_READ_BYTES, remaining))
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-                yield chunk
+        for path, start, end in job.parts:
+            if end <= first or start >= last:
+                continue
+            with path.open("rb") as data:
+                data.seek(max(first, start) - start)
+                remaining = min(last, end) - max(first, start)
+                while remaining > 0:
+                    chunk = data.read(min(_READ_BYTES, remaining))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
+                    yield chunk
 
     # -- ingest jobs ------------------------------------------------------------------------------
 

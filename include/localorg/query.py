@@ -110,8 +110,9 @@ class Plan:
         """Bulk API 2.0 CSV: (header, SQL, parameters); the SQL yields each result row as one CSV line.
 
         Salesforce's Bulk CSV quotes every value and prints nulls as empty fields, booleans as
-        true/false and datetimes as 2024-01-01T00:00:00.000Z. SQLite builds the line with printf, so a
-        million-row export costs one string per row in Python.
+        true/false and datetimes as 2024-01-01T00:00:00.000Z. SQLite builds the line (UTF-8 bytes) with
+        printf, so a million-row export costs one bytes object per row in Python. The last two parameters
+        are LIMIT (-1: none) and OFFSET, so a job can read its result in slices.
         """
         header: list[str] = []
         pieces: list[tuple[str, list[str]]] = []  # (printf format, its arguments) per column
@@ -147,12 +148,9 @@ class Plan:
         where = self.where_sql
         if where.endswith(_LIVE_ROWS):
             where = where.removesuffix(_LIVE_ROWS) + "+" + _LIVE_ROWS
-        sql = f"SELECT {line} FROM {quote(self.obj.name)} t{self.join_sql} WHERE {where}"
-        sql += f" {self.order_sql}"
-        params = [*self.join_params, *self.where_params]
-        if self.limit is not None:
-            sql += " LIMIT ?"
-            params.append(self.limit)
+        sql = f"SELECT CAST({line} AS BLOB) FROM {quote(self.obj.name)} t{self.join_sql} WHERE {where}"
+        sql += f" {self.order_sql} LIMIT ? OFFSET ?"
+        params = [*self.join_params, *self.where_params, -1 if self.limit is None else self.limit, 0]
         return header, sql, params
 
     def records(self, conn: Any, rowids: array[int] | list[int], version: str) -> list[dict[str, Any]]:

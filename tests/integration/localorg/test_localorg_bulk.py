@@ -12,10 +12,20 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 
-from localorg.testing import RunningOrg
+from localorg.orgdef import load_org
+from localorg.seed import Seeder
+from localorg.store import Org
+from localorg.testing import RunningOrg, running_org
 from localorg.testing import sample_lead as lead
 
 pytestmark = pytest.mark.integration
+
+#: 30 stored Lead fields the integration user can see (as bench/common.py's LEAD_FIELDS).
+LEAD_FIELDS = (
+    "Id IsDeleted Salutation FirstName LastName Title Company Email Phone MobilePhone Website City State"
+    " PostalCode Country Status LeadSource Industry Rating AnnualRevenue NumberOfEmployees HasOptedOutOfEmail"
+    " DoNotCall OwnerId CreatedDate CreatedById LastModifiedDate LastModifiedById SystemModstamp IsConverted"
+).split()
 
 
 def rows(pages: list[str]) -> list[dict[str, str]]:
@@ -192,3 +202,79 @@ def test_rest_and_bulk_counts_agree(sf: Salesforce, local_org: RunningOrg, uniqu
         sf.bulk2.Lead.query(f"SELECT Id FROM Lead WHERE Company = '{company}'", max_records=200, wait=0)
     )
     assert [len(p.splitlines()) - 1 for p in pages] == [200, 200, 50]
+
+
+def _as_csv(value: object) -> str:
+    """A REST (JSON) value as Bulk CSV prints it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str) and value.endswith("+0000"):
+        return value.removesuffix("+0000") + "Z"  # a datetime
+    return str(value)
+
+
+def _same(csv_value: str, rest_value: object) -> bool:
+    if isinstance(rest_value, float | int) and not isinstance(rest_value, bool):
+        return float(csv_value) == rest_value
+    return csv_value == _as_csv(rest_value)
+
+
+def test_large_job_equals_the_rest_query_field_by_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result large enough to be spooled in slices reads exactly as REST's, in order, page by page."""
+    org = Org(tmp_path / "big", load_org())
+    Seeder(org, seed=7).leads(28_000)  # owners in every role: the integration user sees most of them
+    awkward = [
+        'Say "hi", then, leave',
+        "two\nlines",
+        "crlf\r\nline",
+        'ends with a quote"',
+        "Ünïcödé ✓ 日本",
+        " spaced ",
+        ",",
+        '"',
+    ]
+    org.seed(
+        "Lead",
+        [
+            lead(LastName=text, Company=text, Title=None if i % 2 else text, Description=text)
+            for i, text in enumerate(awkward * 3)
+        ],
+        owner="integration@localorg.test",
+    )
+    fields = [*LEAD_FIELDS, "Description", "Lead_Score__c", "Interests__c", "ConvertedAccount.Name"]
+    with running_org(tmp_path / "big") as running:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(running.ca_file))
+        sf = Salesforce(**running.salesforce_kwargs("integration"))
+        admin = Salesforce(**running.salesforce_kwargs("admin"))
+        first = sf.query("SELECT Id FROM Lead WHERE IsConverted = false ORDER BY Id LIMIT 3")["records"]
+        account = admin.Account.create({"Name": 'Converted "Co", Ltd'})["id"]
+        status, _ = running.admin("convert-lead", {"leadId": first[0]["Id"], "accountId": account})
+        assert status == 200
+        sf.Lead.delete(first[1]["Id"])  # queryAll returns it, flagged
+        window = (
+            f"SELECT {', '.join(fields)} FROM Lead WHERE SystemModstamp < 2100-01-01T00:00:00Z"
+            " ORDER BY SystemModstamp, Id"
+        )
+        results = {}
+        for soql in (window, f"SELECT {', '.join(fields)} FROM Lead ORDER BY LastName DESC LIMIT 5000"):
+            expected = sf.query_all(soql, include_deleted=True)["records"]
+            pages = list(sf.bulk2.Lead.query_all(soql, max_records=7_777, wait=0))
+            assert all(page.startswith('"Id","IsDeleted",') for page in pages)
+            got = results[soql] = rows(pages)
+            assert len(got) == len(expected) >= 5_000
+            for row, record in zip(got, expected, strict=True):
+                for name in fields:
+                    parent, _, child = name.partition(".")
+                    value = (record[parent] or {}).get(child) if child else record[name]
+                    assert _same(row[name], value), (name, row[name], value)
+    assert len(results[window]) > 20_000  # spooled in slices: more than twice bulk._SLICE_ROWS rows
+    assert any((tmp_path / "big" / "bulk").glob("*/result-1.csv"))
+    by_id = {r["Id"]: r for r in results[window]}
+    assert by_id[first[1]["Id"]]["IsDeleted"] == "true"
+    assert by_id[first[0]["Id"]]["ConvertedAccount.Name"] == 'Converted "Co", Ltd'
+    assert by_id[first[2]["Id"]]["ConvertedAccount.Name"] == ""
+    assert {r["LastName"] for r in by_id.values()} >= set(awkward)
