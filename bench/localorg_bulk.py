@@ -2,8 +2,9 @@
 
 Seeds N realistic Leads (``localorg.seed``) into a fresh org, starts the server in a subprocess and
 exports 30 Lead fields with ``sf.bulk2.Lead.query`` (job, polling, CSV pages of 50,000 rows by
-locator). The baseline, measured in the same run, is a raw SQLite read of the same rows and columns;
-the ratio shows the cost of the API (SOQL compile, CSV spool, paging over TLS, client decoding).
+locator), timing the whole export and its first page (the job's latency plus one page). The baseline,
+measured in the same run, is a raw SQLite read of the same rows and columns; the ratio shows the cost
+of the API (SOQL compile, CSV spool, paging over TLS, client decoding).
 
 Usage: python bench/localorg_bulk.py [--rows N] [--page N]
 """
@@ -45,14 +46,17 @@ def main() -> None:
             sf = Salesforce(**running.salesforce_kwargs("admin"))
             soql = f"SELECT {', '.join(LEAD_FIELDS)} FROM Lead"
             started = time.perf_counter()
-            pages = sf.bulk2.Lead.query(soql, max_records=args.page, wait=0)
-            count = sum(page.count("\n") - 1 for page in pages)
+            count, first_page = 0, 0.0
+            for page in sf.bulk2.Lead.query(soql, max_records=args.page, wait=0):
+                # The first page comes once the job is complete: the job's latency, plus one page.
+                first_page = first_page or time.perf_counter() - started
+                count += page.count("\n") - 1
             elapsed = time.perf_counter() - started
         assert count == args.rows, count
         rate = count / elapsed
         print(
             f"localorg Bulk API 2.0 query ({len(LEAD_FIELDS)} fields, pages of {args.page:,}): "
-            f"{rate:12,.0f} records/s ({elapsed:.1f}s)"
+            f"{rate:12,.0f} records/s ({elapsed:.1f}s, first page after {first_page:.2f}s)"
         )
         print(f"ratio to baseline: {rate / baseline:.3f} (target: >= 100,000 records/s)")
 
