@@ -377,7 +377,7 @@ class Api:
         key = f.encode(value)
         vis, params = self.org.visibility(txn.user, obj, "t")
         sql = (
-            f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t.{quote(f.name)} = ? AND t."IsDeleted" = 0 '
+            f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t.{quote(f.name)} = ? AND +t."IsDeleted" = 0 '
             f"AND {vis} LIMIT 2"
         )
         matches = [r[0] for r in txn.conn.execute(sql, (key, *params))]

@@ -595,7 +595,7 @@ class Org:
 
     @staticmethod
     def _live_children(txn: Txn, child: SObject, f: SField, record_id: str) -> list[str]:
-        sql = f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} = ? AND "IsDeleted" = 0'
+        sql = f'SELECT "Id" FROM {quote(child.name)} WHERE {quote(f.name)} = ? AND +"IsDeleted" = 0'
         return [row[0] for row in txn.conn.execute(sql, (record_id,))]
 
     def _refuse_delete(self, txn: Txn, obj: SObject, record_id: str, child: SObject, f: SField) -> None:
@@ -778,7 +778,7 @@ class Org:
                 cur = txn.conn.execute(
                     f'UPDATE {quote(child.name)} SET {quote(f.name)} = ?, "LastModifiedDate" = ?, '
                     '"LastModifiedById" = ?, "SystemModstamp" = ? '
-                    f'WHERE {quote(f.name)} = ? AND "IsDeleted" = 0 AND "Id" != ?{"".join(guards)}',
+                    f'WHERE {quote(f.name)} = ? AND +"IsDeleted" = 0 AND "Id" != ?{"".join(guards)}',
                     (new_id, txn.ts, txn.user.id, txn.ts, old_id, new_id, *[new_id] * len(guards)),
                 )
                 moved = moved or cur.rowcount > 0
@@ -849,7 +849,7 @@ class Org:
         for act in (o for o in self.schema.objects.values() if o.definition.activity):
             txn.conn.execute(
                 f'UPDATE {quote(act.name)} SET "WhoId" = ?, "WhatId" = COALESCE("WhatId", ?), {stamp} '
-                'WHERE "WhoId" = ? AND "IsDeleted" = 0',
+                'WHERE "WhoId" = ? AND +"IsDeleted" = 0',
                 (contact_id, what_id, txn.ts, txn.user.id, txn.ts, lead_id),
             )
             self._roll_up_activity(txn, act, [{"WhoId": lead_id}, {"WhoId": contact_id, "WhatId": what_id}])
@@ -859,7 +859,7 @@ class Org:
             guards = self._unique_guards(member, "ContactId")
             txn.conn.execute(
                 f'UPDATE "CampaignMember" SET "ContactId" = ?, {stamp} '
-                f'WHERE "LeadId" = ? AND "ContactId" IS NULL AND "IsDeleted" = 0{"".join(guards)}',
+                f'WHERE "LeadId" = ? AND "ContactId" IS NULL AND +"IsDeleted" = 0{"".join(guards)}',
                 (contact_id, txn.ts, txn.user.id, txn.ts, lead_id, *[contact_id] * len(guards)),
             )
 
@@ -869,7 +869,7 @@ class Org:
         hold when the new value keeps every unique key with that field unique."""
         table = quote(obj.name)
         return [
-            f' AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.{quote(field_name)} = ? AND k."IsDeleted" = 0'
+            f' AND NOT EXISTS (SELECT 1 FROM {table} k WHERE k.{quote(field_name)} = ? AND +k."IsDeleted" = 0'
             + "".join(f" AND k.{quote(n)} = {table}.{quote(n)}" for n in key.fields if n != field_name)
             + ")"
             for key in obj.definition.unique_keys
@@ -945,7 +945,7 @@ class Org:
             if None in keyed or not (insert or set(key.fields) & set(changed)):
                 continue
             where = " AND ".join(f"{quote(name)} = ?" for name in key.fields)
-            sql = f'SELECT 1 FROM {quote(obj.name)} WHERE {where} AND "IsDeleted" = 0 AND "Id" IS NOT ?'
+            sql = f'SELECT 1 FROM {quote(obj.name)} WHERE {where} AND +"IsDeleted" = 0 AND "Id" IS NOT ?'
             if txn.conn.execute(sql, (*keyed, record_id)).fetchone():
                 raise RecordValidationError([RecordError("DUPLICATE_VALUE", key.message, [])])
         for rule, compiled in self._rules[obj.name]:
@@ -995,7 +995,7 @@ class Org:
             return self._check_reference(txn, f, value)
         if f.unique:
             sql = (
-                f'SELECT "Id" FROM {quote(f.obj.name)} WHERE {quote(f.name)} = ? AND "IsDeleted" = 0 '
+                f'SELECT "Id" FROM {quote(f.obj.name)} WHERE {quote(f.name)} = ? AND +"IsDeleted" = 0 '
                 'AND "Id" IS NOT ?'
             )
             clash = txn.conn.execute(sql, (value, record_id)).fetchone()
