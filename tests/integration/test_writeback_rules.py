@@ -240,6 +240,13 @@ def test_ten_thousand_edits_in_one_cycle_go_through_the_bulk_api(
         assert admin.query("SELECT COUNT() FROM Lead WHERE Title LIKE 'Bulk %'")["totalSize"] == 9999
         assert admin.query("SELECT COUNT() FROM Lead WHERE LastName LIKE 'New %'")["totalSize"] == 2500
         assert fetch(warehouse_url, "SELECT count(*) FROM salesforce.lead WHERE id IS NULL") == [(0,)]
+        execute(
+            warehouse_url,
+            "UPDATE salesforce.lead SET status = 'Working - Contacted' WHERE status = 'Maybe Later'",
+        )
+        sync("lead")  # the fixed row goes on its own
+        assert fetch(warehouse_url, "SELECT count(*) FROM sfsync.sync_errors") == [(0,)]
+        assert admin.query("SELECT COUNT() FROM Lead WHERE Title LIKE 'Bulk %'")["totalSize"] == 10_000
         matches_org("Lead", integration)
         again = sync("lead")
         assert (again["new"], again["updated"]) == (0, 0), "no echo"
