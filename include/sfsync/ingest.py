@@ -1,9 +1,10 @@
 """Bulk API 2.0 ingest jobs for the write-back, with an outcome for every record sent.
 
 One job per call: create, upload the CSV, close, poll until it ends. Result files are fetched only when
-they say something the job's counters do not: failed and unprocessed rows when there are any, successful
-rows when new Ids must be matched back (Salesforce does not keep the upload's order in its results). A
-clean update or delete of 10,000 records thus costs four calls plus the polls.
+they say something the job's counters do not: failed rows when there are any, successful rows when new
+Ids must be matched back (Salesforce does not keep the upload's order in its results) or the job stopped
+early; a record in neither is reported NOT_PROCESSED. A clean update or delete of 10,000 records thus
+costs four calls plus the polls.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import csv
 import io
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sfsync.salesforce import BULK_POLL_SECONDS, Salesforce
@@ -29,15 +32,16 @@ def run(
     operation: str,
     records: list[dict[str, Any]],
     key: str,
-    external_id: str | None = None,
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each record's ``key`` value with its outcome, shaped like an sObject Collections result
-    (``{"success": True, "id": ...}`` or ``{"success": False, "errors": [...]}``)."""
+    types: dict[str, str],
+) -> dict[str, dict[str, Any]]:
+    """Each record's outcome by its ``key`` value (an upsert's key is its external Id field), shaped like
+    an sObject Collections result (``success``, and ``id`` or ``errors``). ``types`` gives each field's
+    Postgres type, to spell its values as Bulk CSV wants them."""
     client = getattr(sf.client.bulk2, sobject)._client
     columns = [key, *sorted({name for record in records for name in record} - {key})]
-    job = client.create_job(operation, external_id_field=external_id)
+    job = client.create_job(operation, external_id_field=key if operation == "upsert" else None)
     try:
-        client.upload_job_data(job["id"], _csv(columns, records))
+        client.upload_job_data(job["id"], _csv(columns, records, types))
         client.close_job(job["id"])
         job = _wait(client, job["id"])
     except Exception:
@@ -49,23 +53,19 @@ def run(
     if failed:
         for row in _rows(client.get_ingest_results(job["id"], "failedResults")):
             settled[row[key]] = {"success": False, "errors": [_error(row["sf__Error"])]}
-    if processed < total:
-        message = job.get("errorMessage") or f"the Bulk job ended {job['state']} before this record"
-        for row in _rows(client.get_ingest_results(job["id"], "unprocessedRecords")):
-            settled[row[key]] = {
-                "success": False,
-                "errors": [{"statusCode": "NOT_PROCESSED", "message": message, "fields": []}],
-            }
-    if operation == "upsert" and processed > failed:
-        for row in _rows(client.get_ingest_results(job["id"], "successfulResults")):
-            settled[row[key]] = {
-                "success": True,
-                "id": row["sf__Id"],
-                "created": row["sf__Created"] == "true",
-            }
-    for record in records:
-        value = str(record[key])
-        yield value, settled.get(value) or {"success": True, "id": record.get("Id")}
+    if operation == "upsert" or processed < total:
+        # New Ids, or a job that stopped early: only the successful results say which records went through.
+        if processed > failed:
+            for row in _rows(client.get_ingest_results(job["id"], "successfulResults")):
+                settled[row[key]] = {"success": True, "id": row["sf__Id"]}
+    else:
+        settled = {str(r[key]): {"success": True, "id": r.get("Id")} for r in records} | settled
+    message = job.get("errorMessage") or f"the Bulk job ended {job['state']} before this record"
+    missing = {
+        "success": False,
+        "errors": [{"statusCode": "NOT_PROCESSED", "message": message, "fields": []}],
+    }
+    return {str(r[key]): settled.get(str(r[key]), missing) for r in records}
 
 
 def _wait(client: Any, job_id: str) -> dict[str, Any]:
@@ -80,20 +80,29 @@ def _wait(client: Any, job_id: str) -> dict[str, Any]:
     raise TimeoutError(f"Bulk ingest job {job_id} did not finish within {JOB_TIMEOUT_SECONDS:.0f} s")
 
 
-def _csv(columns: list[str], records: list[dict[str, Any]]) -> str:
+def _csv(columns: list[str], records: list[dict[str, Any]], types: dict[str, str]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for record in records:
-        writer.writerow([_cell(record[c]) if c in record else "" for c in columns])
+        writer.writerow([_cell(record[c], types.get(c)) if c in record else "" for c in columns])
     return out.getvalue()
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, pg_type: str | None) -> str:
+    """A value as Bulk CSV spells it: null as ``#N/A`` (an empty cell would leave the field alone),
+    instants in UTC with milliseconds, numbers without exponents."""
     if value is None or value == "":  # Salesforce has no empty strings: an empty text field is null
         return NULL
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int | float) or (pg_type or "").startswith(("numeric", "bigint", "double")):
+        return format(Decimal(str(value)), "f")
+    if pg_type == "timestamptz":
+        instant = datetime.fromisoformat(value).astimezone(UTC)
+        return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if pg_type == "time":
+        return f"{value}.000Z" if len(value) == 8 else f"{value[:12]}Z"
     return str(value)
 
 

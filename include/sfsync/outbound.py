@@ -21,17 +21,22 @@ Runs before the object's pull, in the same DAG run:
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from functools import partial
 from itertools import groupby
 from typing import Any, cast
 
 import psycopg
+import requests
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
 from sfsync import ingest, soql, warehouse
 from sfsync.defaults import OBJECT_SCHEMA
@@ -50,8 +55,11 @@ TRANSIENT_CODES = frozenset(
         "SERVER_UNAVAILABLE",
         "REQUEST_RUNNING_TOO_LONG",
         "NOT_PROCESSED",
+        "REQUEST_FAILED",
     }
 )
+#: A Salesforce Id, 15 or 18 characters: anything else in an ``id`` column is refused before it reaches SOQL.
+SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 #: Salesforce's answers for a record that a merge or a conversion replaced while a change waited.
 REPLACED_CODES = frozenset({"ENTITY_IS_DELETED", "CANNOT_UPDATE_CONVERTED_LEAD"})
 #: A survivor can itself be merged away before the change lands: follow at most this many hops.
@@ -69,6 +77,9 @@ class Change:
     sfid: str | None  # the record written to (a survivor once redirected)
     values: dict[str, Any]  # column -> the warehouse's latest value
     base: dict[str, Any]  # column -> the value the warehouse replaced
+    trail: dict[
+        str, list[Any]
+    ]  # column -> every value the warehouse wrote since (a crashed push may have sent one)
     current: dict[str, Any] | None  # the row as it is now
     sobject: str  # the object written to (a converted lead's changes go to its contact)
     redirected: bool = False
@@ -89,13 +100,11 @@ def push(
             key | {"status": "pushing", "window_start": None, "window_end": None},
         )
         sf = Salesforce(sf_conn_id)
-        pusher = _Pusher(conn, sf, entry, settings)
+        pusher = _Pusher(conn, sf, entry, settings, key)
         pusher.run(changes)
-        counters = pusher.counters
-        conn.execute(
-            warehouse.statement("state/finish_run"),
-            key | counters | {"status": "pushed", "api_calls": sf.meter.calls, "message": pusher.summary()},
-        )
+        message = {"status": "pushed", "api_calls": sf.meter.calls, "message": pusher.summary()}
+        totals = conn.execute(warehouse.statement("state/finish_push"), key | message).fetchone()
+        counters = dict(zip(("new", "updated", "deleted", "skipped", "failed"), totals or (), strict=True))
     log.info(
         "%s: pushed %d new, %d updated, %d deleted, %d unchanged, %d failed with %d API calls%s",
         entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["skipped"],
@@ -120,18 +129,22 @@ def _pending(conn: psycopg.Connection, entry: SyncObject) -> list[Change]:
         history = list(group)
         values: dict[str, Any] = {}
         base: dict[str, Any] = {}
+        trail: dict[str, list[Any]] = {}
         for *_, changed, _current in history:
             for column, diff in changed.items():
                 # A new chain of edits starts unless this edit was made on top of the previous one: in
                 # between, a pull wrote Salesforce's value, and that is what this edit replaced.
                 if column not in values or values[column] != diff["old"]:
-                    base[column] = diff["old"]
+                    base[column], trail[column] = diff["old"], []
                 values[column] = diff["new"]
+                trail[column].append(diff["new"])
         _, change_id, operation, sfid, _, current = history[-1]
         if operation != "delete":
             sfid = current["id"]
             operation = "update" if sfid else "insert"
-        changes.append(Change(row_id, change_id, operation, sfid, values, base, current, entry.sobject))
+        changes.append(
+            Change(row_id, change_id, operation, sfid, values, base, trail, current, entry.sobject)
+        )
     return changes
 
 
@@ -139,13 +152,19 @@ class _Pusher:
     """One push: decides, sends and settles, counting as it goes."""
 
     def __init__(
-        self, conn: psycopg.Connection, sf: Salesforce, entry: SyncObject, settings: SyncSettings
+        self,
+        conn: psycopg.Connection,
+        sf: Salesforce,
+        entry: SyncObject,
+        settings: SyncSettings,
+        run: dict[str, str],
     ) -> None:
-        self.conn, self.sf, self.entry, self.settings = conn, sf, entry, settings
-        self.counters = {"new": 0, "updated": 0, "deleted": 0, "skipped": 0, "failed": 0}
+        self.conn, self.sf, self.entry, self.settings, self.run_key = conn, sf, entry, settings, run
         self.codes: Counter[str] = Counter()
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
         self._names: dict[str, dict[str, str]] = {}
+        self.types = warehouse.table_columns(conn, entry.table)  # column -> Postgres type
+        self.key_column = settings.warehouse_id_field.lower()
 
     def fields(self, sobject: str) -> dict[str, dict[str, Any]]:
         """An object's fields by lower-case name, described once per push."""
@@ -171,6 +190,15 @@ class _Pusher:
         return ", ".join(f"{code} x{n}" for code, n in self.codes.most_common()) or None
 
     def run(self, changes: list[Change]) -> None:
+        malformed = {id(c) for c in changes if c.sfid is not None and not SALESFORCE_ID.fullmatch(c.sfid)}
+        self._settle(
+            [
+                (c, _failure("MALFORMED_ID", f"{c.sfid!r} in column id is not a Salesforce Id"))
+                for c in changes
+                if id(c) in malformed
+            ]
+        )
+        changes = [c for c in changes if id(c) not in malformed]
         self._decide_conflicts([c for c in changes if c.operation == "update"])
         for change in changes:
             if change.operation == "update" and (survivor := _known_survivor(change)):
@@ -206,12 +234,11 @@ class _Pusher:
         for change in updates:
             for column in list(change.values):
                 seen = _salesforce_seen(change, column, latest)
-                if (
-                    seen is _UNSEEN
-                    or _same(seen, change.base.get(column))
-                    or _same(seen, change.values[column])
+                if seen is _UNSEEN or any(
+                    _same(seen, value, self.types.get(column))
+                    for value in (change.base.get(column), *change.trail[column])
                 ):
-                    continue  # only one side changed it, or both to the same value
+                    continue  # only the warehouse changed it (a crashed push may have sent one of its values)
                 side = winner(column)
                 decided.append(_conflict(change, column, seen, side, "changed on both sides"))
                 if side == "salesforce":
@@ -232,7 +259,7 @@ class _Pusher:
             since = row[0] - timedelta(seconds=self.settings.lookback_seconds)
             conditions.append(f"{self.entry.cursor_field} >= {soql.literal(since)}")
         if len(updates) <= COLLECTION_SIZE:
-            conditions.append("Id IN ({})".format(", ".join(f"'{c.sfid}'" for c in updates)))
+            conditions.append(_id_in([cast(str, c.sfid) for c in updates]))
         names = [self.names(self.entry.sobject)[c] for c in columns]
         query = f"SELECT Id, {', '.join(names)} FROM {self.entry.sobject}"
         if conditions:
@@ -264,26 +291,18 @@ class _Pusher:
 
     def _survivors(self, replaced: list[Change]) -> list[Change]:
         """Ask Salesforce where the replaced records went; redirect the changes there."""
-        sobject = replaced[0].sobject
-        converts = sobject == "Lead"
-        names = "Id, IsDeleted, MasterRecordId" + (", IsConverted, ConvertedContactId" if converts else "")
         found: dict[str, dict[str, Any]] = {}
-        ids = sorted({c.sfid for c in replaced if c.sfid})
-        for start in range(0, len(ids), COLLECTION_SIZE):
-            chunk = ", ".join(f"'{i}'" for i in ids[start : start + COLLECTION_SIZE])
-            query = f"SELECT {names} FROM {sobject} WHERE Id IN ({chunk})"
-            for page in self.sf.query_pages(query):
-                found |= {r["Id"]: r for r in page["records"]}
+        for sobject, group in groupby(sorted(replaced, key=lambda c: c.sobject), lambda c: c.sobject):
+            fields = "Id, MasterRecordId" + (", IsConverted, ConvertedContactId" if sobject == "Lead" else "")
+            for ids in _chunks(sorted({cast(str, c.sfid) for c in group}), COLLECTION_SIZE):
+                query = f"SELECT {fields} FROM {sobject} WHERE {_id_in(ids)}"
+                for page in self.sf.query_pages(query):
+                    found |= {r["Id"]: r for r in page["records"]}
         redirected, lost = [], []
         for change in replaced:
             record = found.get(cast(str, change.sfid), {})
-            survivor = _survivor(
-                sobject,
-                record.get("MasterRecordId"),
-                record.get("IsConverted"),
-                record.get("ConvertedContactId"),
-            )
-            if survivor:
+            master, contact = record.get("MasterRecordId"), record.get("ConvertedContactId")
+            if survivor := _survivor(change.sobject, master, record.get("IsConverted"), contact):
                 self._redirect(change, *survivor)
                 redirected.append(change)
             else:
@@ -314,59 +333,91 @@ class _Pusher:
 
     def _send(self, changes: list[Change]) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
         """Each call's changes with Salesforce's result for each."""
-        sendable = [c for c in changes if (c.sfid if c.operation == "delete" else _sendable(c))]
-        if len(sendable) < len(
-            changes
-        ):  # rows created and deleted before a push; every field kept Salesforce's
+        sendable = [c for c in changes if (c.sfid if c.operation == "delete" else self._sendable(c))]
+        if len(sendable) < len(changes):  # created and deleted before a push; every field kept Salesforce's
             kept = {id(c) for c in sendable}
-            yield [
-                (c, {"success": True, "id": c.sfid, "unchanged": True}) for c in changes if id(c) not in kept
-            ]
+            yield [(c, _UNCHANGED) for c in changes if id(c) not in kept]
         by_operation: dict[str, list[Change]] = {"update": [], "insert": [], "delete": []}
         for change in sendable:
             change.record = self._record(change)
             by_operation[change.operation].append(change)
-        bulk = self.entry.bulk_threshold
         updates = sorted(by_operation["update"], key=lambda c: c.sobject)
         for sobject, group in groupby(updates, lambda c: c.sobject):
-            yield from self._write(list(group), "update", "Id", sobject, bulk)
+            yield from self._write(list(group), "update", "Id", sobject)
         if inserts := by_operation["insert"]:
             if external_id := self._warehouse_key():
-                yield from self._write(inserts, "upsert", external_id, self.entry.sobject, bulk)
+                yield from self._write(inserts, "upsert", external_id, self.entry.sobject)
             else:  # without a key to match results by, creates go through Collections, which keep their order
                 yield from self._collections(inserts, "POST", "composite/sobjects")
-        yield from self._write(by_operation["delete"], "delete", "Id", self.entry.sobject, bulk)
+        yield from self._write(by_operation["delete"], "delete", "Id", self.entry.sobject)
 
     def _write(
-        self, changes: list[Change], operation: str, key: str, sobject: str, bulk_threshold: int
+        self, changes: list[Change], operation: str, key: str, sobject: str
     ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
-        if not changes:
-            return
-        if len(changes) > bulk_threshold:
-            by_key = {str(c.record[key]): c for c in changes}
-            records = [{k: v for k, v in c.record.items() if k != "attributes"} for c in changes]
-            external_id = key if operation == "upsert" else None
-            outcomes = ingest.run(self.sf, sobject, operation, records, key, external_id)
-            yield [(by_key[value], outcome) for value, outcome in outcomes]
-            return
-        if operation == "delete":
-            for start in range(0, len(changes), COLLECTION_SIZE):
-                chunk = changes[start : start + COLLECTION_SIZE]
+        if len(changes) > self.entry.bulk_threshold:
+            # One job holds each record once: two changes bound for one record (two rows redirected to
+            # one merge survivor) go one after the other.
+            first: dict[str, Change] = {}
+            later = [c for c in changes if first.setdefault(str(c.record[key]), c) is not c]
+            chunk = list(first.values())
+            types = {self.names(sobject).get(column, column): kind for column, kind in self.types.items()}
+
+            def bulk() -> list[dict[str, Any]]:
+                records = [{k: v for k, v in c.record.items() if k != "attributes"} for c in chunk]
+                outcomes = ingest.run(self.sf, sobject, operation, records, key, types)
+                return [outcomes[str(c.record[key])] for c in chunk]
+
+            yield from self._guarded(chunk, bulk)
+            if later:
+                yield from self._write(later, operation, key, sobject)
+        elif operation == "delete":
+            for chunk in _chunks(changes, COLLECTION_SIZE):
                 params = {"ids": ",".join(cast(str, c.sfid) for c in chunk), "allOrNone": "false"}
-                deleted = self.sf.client.restful("composite/sobjects", method="DELETE", params=params)
-                yield list(zip(chunk, cast(list[dict[str, Any]], deleted), strict=True))
-            return
-        path = f"composite/sobjects/{sobject}/{key}" if operation == "upsert" else "composite/sobjects"
-        yield from self._collections(changes, "PATCH", path)
+                yield from self._guarded(
+                    chunk,
+                    partial(self.sf.client.restful, "composite/sobjects", method="DELETE", params=params),
+                )
+        else:
+            path = f"composite/sobjects/{sobject}/{key}" if operation == "upsert" else "composite/sobjects"
+            yield from self._collections(changes, "PATCH", path)
 
     def _collections(
         self, changes: list[Change], method: str, path: str
     ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
-        for start in range(0, len(changes), COLLECTION_SIZE):
-            chunk = changes[start : start + COLLECTION_SIZE]
+        for chunk in _chunks(changes, COLLECTION_SIZE):
             body = {"allOrNone": False, "records": [c.record for c in chunk]}
-            results = self.sf.client.restful(path, method=method, json=body)
-            yield list(zip(chunk, cast(list[dict[str, Any]], results), strict=True))
+            yield from self._guarded(chunk, partial(self.sf.client.restful, path, method=method, json=body))
+
+    def _sendable(self, change: Change) -> bool:
+        return change.operation == "insert" or any(
+            c not in NOT_SENT and c != self.key_column for c in change.values
+        )
+
+    def _guarded(
+        self, chunk: list[Change], call: Callable[[], Any]
+    ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
+        """One call's outcome per record. A call refused as a whole fails each of its records, so the
+        other calls go on: transiently for a timeout or a server error, with Salesforce's own code for a
+        malformed request."""
+        try:
+            results = call()
+        except (
+            requests.RequestException,
+            TimeoutError,
+            SalesforceGeneralError,
+            SalesforceMalformedRequest,
+        ) as e:
+            content = getattr(e, "content", None)
+            error = (
+                content[0] if isinstance(content, list) and content and isinstance(content[0], dict) else {}
+            )
+            code = error.get("errorCode") if isinstance(e, SalesforceMalformedRequest) else "REQUEST_FAILED"
+            message = error.get("message") or type(e).__name__
+            log.warning(
+                "%s: a call for %d records failed: %s: %s", self.entry.sobject, len(chunk), code, message
+            )
+            results = [_failure(code or "REQUEST_FAILED", message)] * len(chunk)
+        yield list(zip(chunk, cast(list[dict[str, Any]], results), strict=True))
 
     def _record(self, change: Change) -> dict[str, Any]:
         """The Salesforce record carrying a change's columns, by their API names."""
@@ -377,11 +428,12 @@ class _Pusher:
         if change.operation == "update":
             record["Id"] = change.sfid
         for column, value in change.values.items():
-            if column not in NOT_SENT:
+            if column not in NOT_SENT and column != self.key_column:
                 record[names.get(column, column)] = value
         if change.operation == "insert":
             if external_id := self._warehouse_key():
-                record[external_id] = record.get(external_id) or self._row_key(change.row_id)
+                # Always the row's own key: a row copied with another row's key must not claim its record.
+                record[external_id] = self._row_key(change.row_id)
             if change.sobject == "Lead":
                 # Salesforce requires both; Marketo fills its configured defaults on the first push only.
                 record["LastName"] = record.get("LastName") or self.settings.lead_default_last_name
@@ -403,11 +455,11 @@ class _Pusher:
 
     def _settle(self, outcomes: list[tuple[Change, dict[str, Any]]]) -> None:
         """Record one call's results in one transaction: pushed changes, new Ids, and failures."""
+        if not outcomes:
+            return
         # A delete of a record Salesforce already deleted (a retry, a delete on both sides) has its way.
         outcomes = [
-            (c, {"success": True, "unchanged": True})
-            if c.operation == "delete" and _codes(o) == {"ENTITY_IS_DELETED"}
-            else (c, o)
+            (c, _UNCHANGED) if c.operation == "delete" and _codes(o) == {"ENTITY_IS_DELETED"} else (c, o)
             for c, o in outcomes
         ]
         done = [(c, o) for c, o in outcomes if o.get("success")]
@@ -443,12 +495,18 @@ class _Pusher:
             cursor.executemany(
                 warehouse.statement("state/record_push_error"), [self._error(c, o) for c, o in failed]
             )
-        for change, outcome in done:
-            kind = {"insert": "new", "update": "updated", "delete": "deleted"}[change.operation]
-            self.counters["skipped" if outcome.get("unchanged") else kind] += 1
+            counted = Counter(
+                "skipped"
+                if o.get("unchanged")
+                else {"insert": "new", "update": "updated", "delete": "deleted"}[c.operation]
+                for c, o in done
+            )
+            counts = {name: counted[name] for name in ("new", "updated", "deleted", "skipped")}
+            cursor.execute(
+                warehouse.statement("state/count_push"), self.run_key | counts | {"failed": len(failed)}
+            )
         for change, outcome in failed:
             error = outcome["errors"][0]
-            self.counters["failed"] += 1
             self.codes[error["statusCode"]] += 1
             log.warning(
                 "%s row %s (%s %s): %s: %s", self.entry.sobject, change.row_id, change.operation,
@@ -474,6 +532,8 @@ class _Pusher:
 
 
 _UNSEEN = object()
+#: The outcome of a change with nothing left to send, or already done in Salesforce.
+_UNCHANGED: dict[str, Any] = {"success": True, "unchanged": True}
 
 
 def _salesforce_seen(change: Change, column: str, latest: dict[str, dict[str, Any]]) -> Any:
@@ -487,18 +547,28 @@ def _salesforce_seen(change: Change, column: str, latest: dict[str, dict[str, An
     return _UNSEEN
 
 
-def _same(salesforce: Any, warehouse_value: Any) -> bool:
-    """Equal once the two sides' JSON spellings agree (numbers as numbers, instants as instants)."""
-    if salesforce == warehouse_value:
-        return True
-    if isinstance(salesforce, int | float) and isinstance(warehouse_value, int | float):
-        return float(salesforce) == float(warehouse_value)
-    if isinstance(salesforce, str) and isinstance(warehouse_value, str):
-        try:
+def _same(salesforce: Any, warehouse_value: Any, pg_type: str | None) -> bool:
+    """Equal once the two sides' JSON spellings of the column's type agree (Salesforce writes
+    ``2026-01-05T10:00:00.000+0000`` and ``10:00:00.000Z`` where Postgres writes ``...+00:00`` and
+    ``10:00:00``; numbers may differ in their trailing zeros)."""
+    if salesforce is None or warehouse_value is None or pg_type is None:
+        return salesforce == warehouse_value
+    if pg_type == "boolean":
+        return (
+            isinstance(salesforce, bool)
+            and isinstance(warehouse_value, bool)
+            and salesforce == warehouse_value
+        )
+    try:
+        if pg_type.startswith(("numeric", "bigint", "integer", "double", "real", "smallint")):
+            return Decimal(str(salesforce)) == Decimal(str(warehouse_value))
+        if pg_type == "timestamptz":
             return datetime.fromisoformat(salesforce) == datetime.fromisoformat(warehouse_value)
-        except ValueError:
-            return False
-    return False
+        if pg_type == "time":
+            return time.fromisoformat(salesforce.rstrip("Z")) == time.fromisoformat(warehouse_value)
+    except (ValueError, TypeError, ArithmeticError):
+        pass
+    return salesforce == warehouse_value
 
 
 def _conflict(change: Change, column: str, seen: Any, winner: str, reason: str) -> dict[str, Any]:
@@ -528,15 +598,21 @@ def _known_survivor(change: Change) -> tuple[str, str] | None:
 def _survivor(
     sobject: str, master: str | None, converted: bool | None, contact: str | None
 ) -> tuple[str, str] | None:
-    if master:
+    if master and SALESFORCE_ID.fullmatch(master):
         return sobject, master
-    if converted and contact:
+    if converted and contact and SALESFORCE_ID.fullmatch(contact):
         return "Contact", contact
     return None
 
 
-def _sendable(change: Change) -> bool:
-    return change.operation == "insert" or any(c not in NOT_SENT for c in change.values)
+def _id_in(ids: list[str]) -> str:
+    """A SOQL ``Id IN (...)`` of Ids already checked against SALESFORCE_ID."""
+    return "Id IN ({})".format(", ".join(f"'{i}'" for i in ids))
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _codes(outcome: dict[str, Any]) -> set[str]:

@@ -198,6 +198,30 @@ def test_an_insert_pushed_again_after_a_crash_finds_its_record_instead_of_creati
         assert fetch(warehouse_url, "SELECT id FROM salesforce.lead WHERE lastname = 'Twin'") == [(first_id,)]
 
 
+def test_without_a_warehouse_key_field_inserts_are_plain_creates(
+    sync, private_org, org_definition, matches_org, warehouse_url
+):
+    def hide_key(document):
+        profile = next(p for p in document["profiles"] if p["name"] == "Integration User")
+        profile.setdefault("hidden_fields", {}).setdefault("Lead", []).append("Warehouse_Id__c")
+
+    with private_org(org_file=org_definition(hide_key)) as org:
+        Salesforce(**org.salesforce_kwargs("admin")).Lead.create(sample_lead())
+        sync("lead")
+        execute(
+            warehouse_url, "INSERT INTO salesforce.lead (lastname, email) VALUES ('Keyless', 'k@example.com')"
+        )
+        sync("lead")
+        assert outbound_run(warehouse_url, "Lead")["new"] == 1
+        ((sfid,),) = fetch(warehouse_url, "SELECT id FROM salesforce.lead WHERE lastname = 'Keyless'")
+        assert sfid is not None
+        assert "warehouse_id__c" not in fetch(
+            warehouse_url,
+            "SELECT string_agg(column_name, ',') FROM information_schema.columns WHERE table_name = 'lead'",
+        )[0][0].split(","), "the key field is hidden from the integration user"
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+
+
 def test_ten_thousand_edits_in_one_cycle_go_through_the_bulk_api(
     sync, private_org, matches_org, warehouse_url
 ):
