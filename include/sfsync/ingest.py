@@ -24,6 +24,8 @@ NULL = "#N/A"
 FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 MAX_POLL_SECONDS = 5.0
 JOB_TIMEOUT_SECONDS = 3600.0
+#: Bytes of CSV per job: Salesforce takes 150 MB, the client refuses more than 100 MB.
+MAX_UPLOAD_BYTES = 100_000_000
 
 
 def run(
@@ -37,11 +39,17 @@ def run(
     """Each record's outcome by its ``key`` value (an upsert's key is its external Id field), shaped like
     an sObject Collections result (``success``, and ``id`` or ``errors``). ``types`` gives each field's
     Postgres type, to spell its values as Bulk CSV wants them."""
-    client = getattr(sf.client.bulk2, sobject)._client
     columns = [key, *sorted({name for record in records for name in record} - {key})]
+    data = _csv(columns, records, types)
+    if len(data.encode()) > MAX_UPLOAD_BYTES and len(records) > 1:
+        half = len(records) // 2
+        return run(sf, sobject, operation, records[:half], key, types) | run(
+            sf, sobject, operation, records[half:], key, types
+        )
+    client = getattr(sf.client.bulk2, sobject)._client
     job = client.create_job(operation, external_id_field=key if operation == "upsert" else None)
     try:
-        client.upload_job_data(job["id"], _csv(columns, records, types))
+        client.upload_job_data(job["id"], data)
         client.close_job(job["id"])
         job = _wait(client, job["id"])
     except Exception:

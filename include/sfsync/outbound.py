@@ -65,6 +65,8 @@ REPLACED_CODES = frozenset({"ENTITY_IS_DELETED", "CANNOT_UPDATE_CONVERTED_LEAD"}
 #: A survivor can itself be merged away before the change lands: follow at most this many hops.
 MAX_REDIRECTS = 3
 NOT_SENT = ("id", "isdeleted")
+#: Rows pushed per run at most (Bulk API 2.0 takes 150 MB a job); a larger backlog takes several runs.
+MAX_PUSH_ROWS = 100_000
 
 
 @dataclass
@@ -123,7 +125,7 @@ def _pending(conn: psycopg.Connection, entry: SyncObject) -> list[Change]:
     query = warehouse.statement("state/pending_changes").format(
         table=sql.Identifier(OBJECT_SCHEMA, entry.table)
     )
-    rows = conn.execute(query, {"sobject": entry.sobject}).fetchall()
+    rows = conn.execute(query, {"sobject": entry.sobject, "rows": MAX_PUSH_ROWS}).fetchall()
     changes = []
     for row_id, group in groupby(rows, key=lambda row: row[0]):
         history = list(group)

@@ -153,3 +153,26 @@ def test_deletes_reach_salesforce_only_where_the_registry_allows_them(
             assert conn.execute("SELECT count(*) FROM sfsync.outbox WHERE pushed_at IS NULL").fetchone() == (
                 0,
             )
+
+
+def test_a_large_backlog_goes_in_several_runs_and_several_bulk_jobs(
+    sync, registry, private_org, warehouse_url, monkeypatch
+):
+    from sfsync import ingest, outbound
+
+    registry(Lead="bulk_threshold: 1")
+    monkeypatch.setattr(outbound, "MAX_PUSH_ROWS", 4)  # rows per run
+    monkeypatch.setattr(ingest, "MAX_UPLOAD_BYTES", 100)  # CSV bytes per job: about two records
+    with private_org() as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        leads = [admin.Lead.create(sample_lead(Email=f"l{i}@example.com"))["id"] for i in range(6)]
+        sync("lead")
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET title = 'Part ' || id")
+        sync("lead")
+        assert pushed(warehouse_url)[:3] == (0, 4, 0), "the four rows changed first"
+        jobs = Salesforce(**org.salesforce_kwargs("integration")).restful("jobs/ingest")["records"]
+        assert len(jobs) >= 2 and all(j["state"] == "JobComplete" for j in jobs)
+        sync("lead")
+        assert pushed(warehouse_url)[:3] == (0, 2, 0), "the rest on the next run"
+        assert [admin.Lead.get(lead)["Title"] for lead in leads] == [f"Part {lead}" for lead in leads]
