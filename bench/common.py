@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import resource
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from localorg.seed import RATIOS
 from localorg.testing import RunningOrg
@@ -67,3 +72,40 @@ def sync_environment(org: RunningOrg, pg: EmbeddedWarehouse, scratch: Path) -> d
         "AIRFLOW_CONN_SALESFORCE_DEFAULT": org.airflow_conn_json("integration"),
         "AIRFLOW_CONN_MARKETING_WAREHOUSE": f"postgres://postgres@127.0.0.1:{pg.port}/warehouse",
     }
+
+
+@contextmanager
+def phases(targets: dict[str, tuple[Any, str]]) -> Iterator[dict[str, float]]:
+    """Seconds spent in each named ``(owner, attribute)`` function while the block runs, and ``"total"``:
+    where a sync's time goes (the functions must not call one another)."""
+    seconds: dict[str, float] = defaultdict(float)
+    originals = {phase: getattr(owner, name) for phase, (owner, name) in targets.items()}
+
+    def timed(phase: str, function: Any) -> Any:
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                seconds[phase] += time.perf_counter() - started
+
+        return run
+
+    for phase, (owner, name) in targets.items():
+        setattr(owner, name, timed(phase, originals[phase]))
+    started = time.perf_counter()
+    try:
+        yield seconds
+    finally:
+        seconds["total"] = time.perf_counter() - started
+        for phase, (owner, name) in targets.items():
+            setattr(owner, name, originals[phase])
+
+
+def print_phases(seconds: dict[str, float], indent: str = "  ") -> None:
+    """One line per phase with its share of the total; what no phase covers is shown as the rest."""
+    total = seconds["total"]
+    rest = total - sum(v for k, v in seconds.items() if k != "total")
+    for phase, value in [*((k, v) for k, v in seconds.items() if k != "total"), ("rest", rest)]:
+        print(f"{indent}{phase + ':':26s}{value:6.2f} s  {value / total:4.0%}")

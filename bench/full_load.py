@@ -1,9 +1,11 @@
 """The full load of a large org: Leads (30 fields) from a seeded local org into a fresh embedded warehouse.
 
 For each size: wall time and rows/s of the full load (plan, every CreatedDate slice through Bulk API 2.0
-into COPY and the merge, hand-over), its peak memory, and the ratio to the baseline measured in the same
-run: a raw COPY of the same rows (from a CSV file) into an empty table of the same columns. The last line
-shows how time grows with size (linear means the per-row time stays flat).
+into COPY and the merge, hand-over), its peak memory, where the time goes (login, describe, the Bulk jobs
+until complete, their CSV streamed into the staging COPY, the merges, and the rest: planning queries,
+bookkeeping, DDL, connections), and the ratio to the baseline measured in the same run: a raw COPY of the
+same rows (from a CSV file) into an empty table of the same columns. The last line shows how time grows
+with size (linear means the per-row time stays flat).
 
 Prints figures, asserts nothing. Usage: python bench/full_load.py [--sizes 100000,1000000] [--slice-days 30]
 """
@@ -21,14 +23,21 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import LEAD_FIELDS, peak_rss_mb, seed_leads, sync_environment
+from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seed_leads, sync_environment
 
 from localorg.testing import free_port, running_org
 from sfsync import full_load, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.embedded import EmbeddedWarehouse
+from sfsync.salesforce import Salesforce
 
-POOL_SLOTS = 4  # the salesforce_api pool of airflow_settings.yaml
+PHASES = {
+    "login": (Salesforce, "__init__"),
+    "describe": (Salesforce, "describe"),
+    "Bulk jobs until complete": (Salesforce, "bulk_query"),
+    "download + staging COPY": (warehouse, "copy_csv"),
+    "merge": (warehouse, "merge_staged"),
+}
 
 
 def raw_copy_seconds(url: str, scratch: Path) -> float:
@@ -69,15 +78,17 @@ def run(size: int, slice_days: float, root: Path) -> tuple[int, float]:
             with psycopg.connect(pg.url(), autocommit=True) as conn:
                 warehouse.migrate(conn)
             run_id = f"bench__{size}"
-            started = time.perf_counter()
-            pieces = full_load.plan(["Lead"], slice_days, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-            calls = 0
-            for piece in pieces:
-                calls += full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)[
-                    "api_calls"
-                ]
-            rows = full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"]["Lead"]
-            seconds = time.perf_counter() - started
+            with phases(PHASES) as spent:
+                pieces = full_load.plan(
+                    ["Lead"], slice_days, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+                )
+                calls = 0
+                for piece in pieces:
+                    calls += full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)[
+                        "api_calls"
+                    ]
+                rows = full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"]["Lead"]
+            seconds = spent["total"]
             rss = peak_rss_mb()
             baseline = raw_copy_seconds(pg.url(), root)
             rate = rows / seconds
@@ -86,6 +97,8 @@ def run(size: int, slice_days: float, root: Path) -> tuple[int, float]:
             print(
                 f"  ratio to raw COPY: {seconds / baseline:.1f}x; API calls: {calls}; peak RSS: {rss:.0f} MB"
             )
+            print("  where the time goes:")
+            print_phases(spent, indent="    ")
             return rows, seconds
     finally:
         pg.stop()

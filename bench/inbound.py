@@ -2,9 +2,12 @@
 
 1. A 100,000-record delta of a 30-field object (Lead) from a seeded local org into a fresh embedded
    warehouse, through the sync's own extract and merge (Bulk API 2.0 above the threshold): records/s, API
-   calls, peak memory of this process (the org is seeded and served by other processes).
-2. The warehouse side alone, on the same Bulk CSV pages: staged with COPY and merged into an empty table,
-   against the baseline measured in the same run, a raw COPY of the same pages into an empty table.
+   calls, peak memory of this process (the org is seeded and served by other processes), and where the
+   time goes (login, describe with the size probe, the Bulk job until it is complete, its CSV streamed
+   into the staging COPY, the merge, and the rest: bookkeeping, DDL, connections).
+2. The warehouse side alone, on the same Bulk CSV pages (downloaded first, timed on their own): staged
+   with COPY and merged into an empty table, against the baseline measured in the same run, a raw COPY of
+   the same pages into an empty table.
 3. An idle cycle over every registry object (nothing changed since the last run): API calls per object
    and wall time.
 
@@ -24,7 +27,7 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import LEAD_FIELDS, peak_rss_mb, seed_leads, sync_environment
+from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seed_leads, sync_environment
 from psycopg import sql
 
 from localorg.testing import free_port, running_org
@@ -44,13 +47,32 @@ def sync(sobject: str, run_id: str) -> tuple[dict, float]:
     return merged, time.perf_counter() - started
 
 
-def warehouse_side(url: str) -> tuple[float, float, int]:
-    """Seconds to stage + merge the Lead Bulk CSV pages into an empty table, and to raw-COPY them."""
+def timed_sync(sobject: str, run_id: str) -> tuple[dict, dict[str, float]]:
+    """``sync`` with the seconds of each phase."""
+    with phases(
+        {
+            "login": (Salesforce, "__init__"),
+            "describe + size probe": (Salesforce, "describe_and_query"),
+            "Bulk job until complete": (Salesforce, "bulk_query"),
+            "download + staging COPY": (warehouse, "copy_csv"),
+            "merge": (warehouse, "merge_staged"),
+        }
+    ) as seconds:
+        merged, _ = sync(sobject, run_id)
+    return merged, seconds
+
+
+def warehouse_side(url: str) -> tuple[float, float, float, int]:
+    """Seconds to stage + merge the Lead Bulk CSV pages into an empty table, to raw-COPY them, and to
+    download them."""
     sf = Salesforce(SALESFORCE_CONN_ID)
     columns = transforms.columns(sf.describe("Lead"), LEAD_FIELDS)
     names = [c.name for c in columns]
     query = soql.delta_query("Lead", [c.field for c in columns], "SystemModstamp", None, sf.now())
-    pages = list(sf.bulk_query_pages("Lead", query, inbound.BULK_PAGE_RECORDS))
+    _, results = sf.bulk_query(query, inbound.BULK_PAGE_RECORDS)
+    started = time.perf_counter()
+    pages = [b"".join(page) for page in results]
+    download = time.perf_counter() - started
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
         conn.execute("SET search_path TO bench")
@@ -69,11 +91,11 @@ def warehouse_side(url: str) -> tuple[float, float, int]:
         warehouse.ensure_table(conn, "lead", columns, bidirectional=True)
         started = time.perf_counter()
         warehouse.create_staging(conn, "lead", "stage__bench", names)
-        warehouse.copy_csv(conn, "stage__bench", names, pages)
+        warehouse.copy_csv(conn, "stage__bench", names, ([page] for page in pages))
         with conn.transaction():
             warehouse.merge_staged(conn, "lead", "stage__bench", names)
         ours = time.perf_counter() - started
-    return ours, raw, raw_rows
+    return ours, raw, download, raw_rows
 
 
 def main() -> None:
@@ -94,8 +116,8 @@ def main() -> None:
                     warehouse.migrate(conn)
                 rss_before = peak_rss_mb()
 
-                merged, seconds = sync("Lead", "bench__delta")
-                rows = merged["new"] + merged["deleted"]
+                merged, spent = timed_sync("Lead", "bench__delta")
+                seconds, rows = spent["total"], merged["new"] + merged["deleted"]
                 rss = peak_rss_mb()
                 print(
                     f"delta of {rows:,} Lead records ({len(LEAD_FIELDS)} fields), through the Bulk API 2.0:"
@@ -105,12 +127,15 @@ def main() -> None:
                 print(
                     f"  peak RSS:                 {rss:.0f} MB ({rss - rss_before:+.0f} MB over the imports)"
                 )
+                print("  where the time goes:")
+                print_phases(spent, indent="    ")
 
-                ours, raw, copied = warehouse_side(pg.url())
+                ours, raw, download, copied = warehouse_side(pg.url())
                 print(f"warehouse side, same {copied:,} rows (stage with COPY, merge into an empty table):")
                 print(f"  stage + merge:            {ours:.2f} s, {copied / ours:,.0f} records/s")
                 print(f"  raw COPY (baseline):      {raw:.2f} s, {copied / raw:,.0f} records/s")
                 print(f"  ratio to raw COPY:        {ours / raw:.1f}x (end to end: {seconds / raw:.1f}x)")
+                print(f"  download alone:           {download:.2f} s (streamed into the COPY in the sync)")
 
                 objects = [e.sobject for e in load_registry().enabled()]
                 for sobject in objects:

@@ -20,7 +20,7 @@ import psycopg
 from sfsync import soql, warehouse
 from sfsync.defaults import FULL_LOAD_TIMEOUT
 from sfsync.registry import SyncObject, load_registry
-from sfsync.salesforce import Salesforce
+from sfsync.salesforce import BulkPage, Salesforce
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,7 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
             staging = warehouse.staging_table(entry.table, f"{run_id}/{piece['start']}")
             warehouse.create_staging(conn, entry.table, staging, names)
             query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
-            total = sf.client.query(soql.count_of(query), include_deleted=True)["totalSize"]
-            pages = sf.bulk_query_pages(entry.sobject, query, BULK_PAGE_RECORDS)
+            total, pages = sf.bulk_query(query, BULK_PAGE_RECORDS)
             rows = warehouse.copy_csv(conn, staging, names, _progress(pages, total, entry.sobject, piece))
             with conn.transaction():
                 counters = warehouse.merge_staged(conn, entry.table, staging, names)
@@ -173,12 +172,14 @@ def _slices(conn: psycopg.Connection, run_id: str) -> list[dict[str, str]]:
     ]
 
 
-def _progress(pages: Iterable[str], total: int, sobject: str, piece: dict[str, str]) -> Iterator[str]:
+def _progress(
+    pages: Iterable[BulkPage], total: int, sobject: str, piece: dict[str, str]
+) -> Iterator[BulkPage]:
     """Pass Bulk CSV pages through, logging rows, rate and time left after each."""
     started, rows = time.monotonic(), 0
     for page in pages:
         yield page
-        rows += page.count("\n") - 1  # an upper bound when values hold line breaks; fine for progress
+        rows += page.records
         rate = rows / max(time.monotonic() - started, 1e-6)
         left = max(total - rows, 0) / rate if rate else 0
         log.info(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from itertools import chain
 from typing import Any
 
 import psycopg
@@ -51,20 +50,20 @@ def extract(
 
         sf = Salesforce(sf_conn_id)
         low, upper = _window(conn, entry, settings, key, run, sf)  # the org's clock, read at login
-        known = conn.execute(
-            "SELECT fields FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject]
-        ).fetchone()
-        first = None
-        if known and known[0]:
+        row = conn.execute("SELECT fields FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject])
+        known = (row.fetchone() or [None])[0]
+        if known and low is not None:
             # The usual run: describe and the delta with the last run's fields, in one composite call.
-            query = soql.delta_query(entry.sobject, known[0], entry.cursor_field, low, upper)
-            describe, first = sf.describe_and_query(entry.sobject, query, entry.page_size)
+            asked = soql.delta_query(entry.sobject, known, entry.cursor_field, low, upper)
         else:
-            describe = sf.describe(entry.sobject)
+            # A first run, likely large: a count tells whether it goes through Bulk, where a first REST page
+            # would take as long and then be read again by the Bulk job.
+            asked = soql.count_of(soql.delta_query(entry.sobject, ["Id"], entry.cursor_field, low, upper))
+            asked += f" LIMIT {entry.bulk_threshold + 1}"
+        describe, probe = sf.describe_and_query(entry.sobject, asked, entry.page_size)
         columns = warehouse.prepare_object_table(conn, entry, describe)
         fields = [c.field for c in columns]
-        if known is None or known[0] != fields:  # a field appeared or vanished: ask again with the new list
-            first = None
+        if known != fields:
             conn.execute(
                 warehouse.statement("state/remember_fields"), {"sobject": entry.sobject, "fields": fields}
             )
@@ -72,7 +71,9 @@ def extract(
         staging = warehouse.staging_table(entry.table, run_id)
         warehouse.create_staging(conn, entry.table, staging, names)
         query = soql.delta_query(entry.sobject, fields, entry.cursor_field, low, upper)
-        rows = _stage(conn, sf, entry, staging, names, query, first)
+        if probe is not None and probe["records"] and asked != query:  # records with the old field list
+            probe = None
+        rows = _stage(conn, sf, entry, staging, names, query, probe)
         _record_usage(conn, sf, sf_conn_id)
         conn.execute(
             "UPDATE sfsync.sync_runs SET api_calls = api_calls + %(calls)s WHERE run_id = %(run_id)s"
@@ -215,18 +216,18 @@ def _stage(
     staging: str,
     names: list[str],
     query: str,
-    first: dict[str, Any] | None = None,
+    probe: dict[str, Any] | None = None,
 ) -> int:
     """Copy a query's result into ``staging``: REST pages for small results, a Bulk 2.0 job above the
-    registry's threshold. The first REST page tells the size, so a small delta costs one call."""
+    registry's threshold. The size comes from ``probe``, the query's first page or a COUNT() of it when
+    already fetched, else from the first REST page, so a small delta costs one call."""
+    if probe is None:
+        probe = next(sf.query_pages(query, entry.page_size))
+    if probe["totalSize"] > entry.bulk_threshold:
+        return warehouse.copy_csv(conn, staging, names, sf.bulk_query(query, BULK_PAGE_RECORDS)[1])
+    first = probe if probe["records"] or not probe["totalSize"] else None  # a COUNT() has no records
     pages = sf.query_pages(query, entry.page_size, first)
-    first = next(pages)
-    if first["totalSize"] > entry.bulk_threshold:
-        pages.close()
-        return warehouse.copy_csv(
-            conn, staging, names, sf.bulk_query_pages(entry.sobject, query, BULK_PAGE_RECORDS)
-        )
-    return warehouse.copy_rows(conn, staging, names, _records(chain([first], pages), names))
+    return warehouse.copy_rows(conn, staging, names, _records(pages, names))
 
 
 def _records(pages: Iterable[dict[str, Any]], names: list[str]) -> Iterator[tuple]:

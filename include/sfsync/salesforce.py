@@ -8,7 +8,9 @@ much of the org's daily limit is left, without a ``limits`` call of its own.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -16,12 +18,17 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 import requests
+from simple_salesforce.exceptions import SalesforceOperationError
+from simple_salesforce.util import call_salesforce
 
 from sfsync.defaults import SALESFORCE_CONN_ID
 
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
-# The client backs off by itself (up to a few seconds between polls); each poll is one API call.
+# Bulk job polls back off from BULK_POLL_SECONDS up to MAX_POLL_SECONDS: each poll is one API call.
 BULK_POLL_SECONDS = 0.2
+MAX_POLL_SECONDS = 5.0
+BULK_FINAL_STATES = ("JobComplete", "Failed", "Aborted")
+BULK_CHUNK_BYTES = 1 << 20
 
 
 class SalesforceError(RuntimeError):
@@ -122,7 +129,63 @@ class Salesforce:
             page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
             yield page
 
-    def bulk_query_pages(self, sobject: str, soql: str, page_records: int) -> Iterator[str]:
-        """A Bulk API 2.0 queryAll job's CSV pages (each with its header row), one in memory at a time."""
-        handler = getattr(self.client.bulk2, sobject)
-        return handler.query_all(soql, max_records=page_records, wait=BULK_POLL_SECONDS)
+    def bulk_query(self, soql: str, page_records: int) -> tuple[int, Iterator[BulkPage]]:
+        """Run a Bulk API 2.0 queryAll job to its end; its record count and its CSV result pages.
+
+        Each page (with its header row) streams in chunks as the caller reads it, so nothing larger than
+        a chunk is held in memory and the download overlaps whatever the caller does with the chunks.
+        """
+        job = cast(
+            dict[str, Any],
+            self.client.restful("jobs/query", method="POST", json={"operation": "queryAll", "query": soql}),
+        )
+        job = self.wait_for_bulk_job("query", job["id"])
+        if job["state"] != "JobComplete":
+            raise SalesforceOperationError(f"Job failure. Response content: {job.get('errorMessage') or job}")
+        return int(job["numberRecordsProcessed"]), self._bulk_pages(job["id"], page_records)
+
+    def wait_for_bulk_job(self, kind: str, job_id: str) -> dict[str, Any]:
+        """Poll a Bulk API 2.0 job (``kind`` ``query`` or ``ingest``) until it ends; its final info.
+
+        The first poll goes at once: a small job may be done already (and a server that holds a status
+        answer until the job ends, as the local org does, then costs no waiting at all). Later polls wait
+        a quarter of the time the job has run so far, within [BULK_POLL_SECONDS, MAX_POLL_SECONDS]: the
+        wait overshoots the job's end by at most that, where doubling delays could nearly double it.
+        """
+        started = time.monotonic()
+        while True:
+            job = cast(dict[str, Any], self.client.restful(f"jobs/{kind}/{job_id}"))
+            if job["state"] in BULK_FINAL_STATES:
+                return job
+            time.sleep(min(max(BULK_POLL_SECONDS, (time.monotonic() - started) / 4), MAX_POLL_SECONDS))
+
+    def _bulk_pages(self, job_id: str, page_records: int) -> Iterator[BulkPage]:
+        url = f"{self.client.bulk2_url}query/{job_id}/results"
+        locator = ""
+        while True:
+            params = {"maxRecords": page_records} | ({"locator": locator} if locator else {})
+            headers = self.client.headers | {"Accept": "text/csv"}
+            with closing(
+                call_salesforce(url, "GET", self.client.session, headers, params=params, stream=True)
+            ) as got:
+                yield BulkPage(int(got.headers["Sforce-NumberOfRecords"]), _without_nul(got))
+                locator = got.headers.get("Sforce-Locator", "null")
+            if locator in ("", "null"):
+                return
+
+
+@dataclass
+class BulkPage:
+    """One page of a Bulk query's CSV result: its record count and its bytes, streamed in chunks."""
+
+    records: int
+    chunks: Iterator[bytes]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.chunks
+
+
+def _without_nul(response: requests.Response) -> Iterator[bytes]:
+    # Salesforce CSV may hold NUL characters, which Postgres text cannot (as simple-salesforce drops them).
+    for chunk in response.iter_content(BULK_CHUNK_BYTES):
+        yield chunk.replace(b"\x00", b"")

@@ -288,37 +288,59 @@ def copy_rows(conn: psycopg.Connection, staging: str, names: list[str], rows: It
     return count
 
 
-def copy_csv(conn: psycopg.Connection, staging: str, names: list[str], pages: Iterable[str]) -> int:
-    """COPY CSV pages (each with its header row, as the Bulk API returns them); return the row count."""
+def copy_csv(
+    conn: psycopg.Connection, staging: str, names: list[str], pages: Iterable[Iterable[bytes]]
+) -> int:
+    """COPY CSV pages, each a stream of chunks with its header row first (as the Bulk API returns them);
+    return the row count."""
     # Salesforce has no empty strings, and its CSV quotes empty values: FORCE_NULL reads them as NULL.
     options = sql.SQL("WITH (FORMAT csv, HEADER true, FORCE_NULL ({}))").format(_names(names))
     count = 0
     for page in pages:
         with conn.cursor() as cursor:
             with cursor.copy(_copy(staging, names, options)) as copy:
-                copy.write(page)
+                for chunk in page:
+                    copy.write(chunk)
             count += cursor.rowcount
     return count
 
 
 def merge_staged(conn: psycopg.Connection, table: str, staging: str, names: list[str]) -> dict[str, int]:
     """Merge a staging table into its object table (see ``merge/upsert.sql``); return the counters."""
-    updates = sql.SQL(", ").join(
-        sql.SQL("{} = excluded.{}").format(sql.Identifier(n), sql.Identifier(n)) for n in names if n != "id"
-    )
+    target, staged = sql.Identifier(OBJECT_SCHEMA, table), sql.Identifier("sfsync", staging)
     query = statement("merge/upsert").format(
         columns=_names(names),
-        staging=sql.Identifier("sfsync", staging),
-        target=sql.Identifier(OBJECT_SCHEMA, table),
-        updates=updates,
+        staging=staged,
+        target=target,
         deleted=sql.SQL("isdeleted" if "isdeleted" in names else "false"),
-        stored=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("t", n) for n in names)),
-        incoming=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)),
+        on_conflict=_on_conflict(names) if holds_staged_ids(conn, target, staged) else sql.SQL(""),
     )
     # The sync's own writes are marked for the write-back triggers, so they never echo back to Salesforce.
     conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
     incoming, new, updated, deleted = conn.execute(query).fetchone()  # type: ignore[misc]
     return {"new": new, "updated": updated, "deleted": deleted, "skipped": incoming - new - updated - deleted}
+
+
+def holds_staged_ids(conn: psycopg.Connection, target: sql.Identifier, staged: sql.Identifier) -> bool:
+    """Whether any staged Id is in the target already. When none is, the merge inserts without ON CONFLICT;
+    a writer that stores one of them after this check fails that insert (unique id), and the merge's retry
+    takes the general path."""
+    found = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {} s JOIN {} t USING (id))").format(staged, target)
+    )
+    return bool(found.fetchone()[0])  # type: ignore[index]
+
+
+def _on_conflict(names: list[str]) -> sql.Composed:
+    return statement("merge/on_conflict").format(
+        updates=sql.SQL(", ").join(
+            sql.SQL("{} = excluded.{}").format(sql.Identifier(n), sql.Identifier(n))
+            for n in names
+            if n != "id"
+        ),
+        stored=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("t", n) for n in names)),
+        incoming=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)),
+    )
 
 
 def drop_staging(conn: psycopg.Connection, staging: str) -> None:

@@ -15,6 +15,7 @@ COLUMNS = [
     Column("Email", "email", "text"),
 ]
 NAMES = [c.name for c in COLUMNS]
+statement = warehouse.statement
 
 
 def merge(conn, rows):
@@ -73,3 +74,46 @@ def test_bidirectional_table_takes_rows_before_salesforce_gives_an_id(conn):
     assert conn.execute("SELECT count(*), count(id) FROM salesforce.lead").fetchone() == (3, 1)
     with pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute("INSERT INTO salesforce.lead (id) VALUES ('00Q1')")
+
+
+def rows_of(conn):
+    """The table as the merge left it; its own clocks only as whether they are set."""
+    return conn.execute(
+        "SELECT id, isdeleted, systemmodstamp, email, _sfsync_synced_at IS NOT NULL,"
+        " _sfsync_deleted_at IS NOT NULL FROM salesforce.lead ORDER BY id"
+    ).fetchall()
+
+
+def test_rows_new_to_the_table_are_inserted_plainly_with_the_general_merges_outcome(conn, monkeypatch):
+    t0, t1 = "2025-03-01T12:00:00Z", "2025-03-01T12:00:05Z"
+    rows = [("00Q1", False, t0, "a@x.com"), ("00Q2", True, t1, "b@x.com"), ("00Q3", False, t1, None)]
+    used = []
+    monkeypatch.setattr(warehouse, "statement", lambda name: used.append(name) or statement(name))
+    assert merge(conn, rows) == {"new": 2, "updated": 0, "deleted": 1, "skipped": 0}
+    assert "merge/on_conflict" not in used, "no staged Id was in the table: plain inserts"
+    plain = rows_of(conn)
+
+    conn.execute("SELECT set_config('sfsync.origin', 'salesforce', false)")  # a delete the guard lets pass
+    conn.execute("DELETE FROM salesforce.lead")
+    conn.execute("RESET sfsync.origin")
+    merge(conn, rows[:1])
+    used.clear()
+    assert merge(conn, rows) == {"new": 1, "updated": 0, "deleted": 1, "skipped": 1}
+    assert "merge/on_conflict" in used, "00Q1 was in the table: the general merge"
+    assert rows_of(conn) == plain
+
+
+def test_a_plain_insert_that_meets_a_stored_id_fails_whole_and_its_retry_merges(conn, monkeypatch):
+    stamp = "2025-03-01T12:00:00Z"
+    merge(conn, [("00Q1", False, stamp, "old@x.com")])
+    before = rows_of(conn)
+    # A writer stored 00Q1 after the check found none of the staged Ids (here: the check is fooled).
+    with monkeypatch.context() as patched, pytest.raises(psycopg.errors.UniqueViolation):
+        patched.setattr(warehouse, "holds_staged_ids", lambda *args: False)
+        merge(conn, [("00Q2", False, stamp, "b@x.com"), ("00Q1", False, "2025-03-01T12:00:05Z", "new@x.com")])
+    assert rows_of(conn) == before, "nothing of the failed insert stays"
+    retried = merge(
+        conn, [("00Q2", False, stamp, "b@x.com"), ("00Q1", False, "2025-03-01T12:00:05Z", "new@x.com")]
+    )
+    assert retried == {"new": 1, "updated": 1, "deleted": 0, "skipped": 0}
+    assert [row[3] for row in rows_of(conn)] == ["new@x.com", "b@x.com"]
