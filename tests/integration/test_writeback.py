@@ -54,10 +54,20 @@ def test_edits_and_inserts_reach_salesforce_without_echo(sync, private_org, matc
         )
         matches_org("Lead", integration)
 
+        def stamps() -> dict:
+            return {
+                r["Id"]: r["SystemModstamp"]
+                for r in admin.query("SELECT Id, SystemModstamp FROM Lead")["records"]
+            }
+
+        before = stamps()
         again = sync("lead")  # a second cycle: nothing to push, and the pull changes no row
-        assert pushed(warehouse_url) == (1, 1, 0, 3), "no new outbound run: no API writes"
         assert (again["new"], again["updated"], again["deleted"]) == (0, 0, 0)
+        assert stamps() == before, "no write reached Salesforce"
         with psycopg.connect(warehouse_url) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM sfsync.sync_runs WHERE direction = 'outbound'"
+            ).fetchone() == (1,), "the second cycle had nothing to push"
             assert conn.execute("SELECT count(*) FROM sfsync.outbox WHERE pushed_at IS NULL").fetchone() == (
                 0,
             )
@@ -176,3 +186,31 @@ def test_a_large_backlog_goes_in_several_runs_and_several_bulk_jobs(
         sync("lead")
         assert pushed(warehouse_url)[:3] == (0, 2, 0), "the rest on the next run"
         assert [admin.Lead.get(lead)["Title"] for lead in leads] == [f"Part {lead}" for lead in leads]
+
+
+@pytest.mark.parametrize(
+    ("bulk_threshold", "fault", "code"),
+    [
+        (2000, {"kind": "http_503", "route": "composite/sobjects", "method": "PATCH"}, "REQUEST_FAILED"),
+        (2000, {"kind": "drop", "route": "composite/sobjects", "method": "PATCH"}, "REQUEST_FAILED"),
+        (1, {"kind": "bulk_job_failed", "route": "jobs/ingest"}, "NOT_PROCESSED"),
+    ],
+)
+def test_a_call_that_fails_as_a_whole_fails_its_records_for_a_later_retry(
+    sync, registry, private_org, warehouse_url, bulk_threshold, fault, code
+):
+    registry(Lead=f"bulk_threshold: {bulk_threshold}")
+    with private_org() as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        leads = [admin.Lead.create(sample_lead(Email=f"l{i}@example.com"))["id"] for i in range(2)]
+        sync("lead")
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET title = 'Retried'")
+        assert org.admin("faults", fault | {"count": 1})[0] == 200
+        sync("lead")  # the run goes on: its pull still runs
+        assert {(e[0], e[2], e[4]) for e in errors(warehouse_url)} == {(lead, code, True) for lead in leads}
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE sfsync.sync_errors SET next_attempt_at = now()")
+        sync("lead")
+        assert errors(warehouse_url) == []
+        assert [admin.Lead.get(lead)["Title"] for lead in leads] == ["Retried", "Retried"]
