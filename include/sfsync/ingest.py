@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sfsync.salesforce import BULK_POLL_SECONDS, Salesforce
+from sfsync.salesforce import Salesforce
 
 #: In Bulk CSV an empty cell leaves a field unchanged; this sets it to null.
 NULL = "#N/A"
-FINAL_STATES = ("JobComplete", "Failed", "Aborted")
-MAX_POLL_SECONDS = 5.0
-JOB_TIMEOUT_SECONDS = 3600.0
 #: Bytes of CSV per job: Salesforce takes 150 MB, the client refuses more than 100 MB.
 MAX_UPLOAD_BYTES = 100_000_000
 
@@ -51,7 +47,7 @@ def run(
     try:
         client.upload_job_data(job["id"], data)
         client.close_job(job["id"])
-        job = _wait(client, job["id"])
+        job = sf.wait_for_bulk_job("ingest", job["id"])
     except Exception:
         client.abort_job(job["id"], False)
         raise
@@ -74,18 +70,6 @@ def run(
         "errors": [{"statusCode": "NOT_PROCESSED", "message": message, "fields": []}],
     }
     return {str(r[key]): settled.get(str(r[key]), missing) for r in records}
-
-
-def _wait(client: Any, job_id: str) -> dict[str, Any]:
-    """Poll until the job ends, backing off up to a few seconds between polls (each poll is a call)."""
-    delay, deadline = BULK_POLL_SECONDS, time.monotonic() + JOB_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        time.sleep(delay)
-        job = client.get_job(job_id, False)
-        if job["state"] in FINAL_STATES:
-            return dict(job)
-        delay = min(delay * 2, MAX_POLL_SECONDS)
-    raise TimeoutError(f"Bulk ingest job {job_id} did not finish within {JOB_TIMEOUT_SECONDS:.0f} s")
 
 
 def _csv(columns: list[str], records: list[dict[str, Any]], types: dict[str, str]) -> str:
