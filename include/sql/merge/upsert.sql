@@ -3,7 +3,7 @@
 -- row flagged isdeleted, with the time the sync first saw the delete. Objects without IsDeleted (User) keep
 -- the column's default, false. When none of the staged Ids is in the table yet (a first run, a full-load
 -- slice), that clause is left out: every row is new, and plain inserts save ON CONFLICT's speculative
--- insertion of each row (a third of the statement's time).
+-- insertion of each row (about a quarter of the statement's time).
 -- A staged window holds each Id once (one query's result, restaged from scratch on every attempt); were
 -- that ever broken, the merge fails loudly (ON CONFLICT cannot affect a row twice, a plain insert violates
 -- the unique id) rather than pick a version.
