@@ -17,11 +17,14 @@ NUMERIC_TYPES = frozenset({"double", "currency", "percent"})
 
 @dataclass(frozen=True)
 class Column:
-    """One synced field: its API name, warehouse column name and Postgres type."""
+    """One synced field: its API name, warehouse column name, Postgres type, and whether the integration
+    user may set it on a new record and change it on an existing one (what write-back may send)."""
 
     field: str
     name: str
     pg_type: str
+    createable: bool = True
+    updateable: bool = True
 
 
 def pg_type(describe_field: dict[str, Any]) -> str:
@@ -58,7 +61,8 @@ def columns(
         name = field["name"].lower()
         if field["type"] in COMPOUND_TYPES or name in skipped or (wanted is not None and name not in wanted):
             continue
-        found.append(Column(field["name"], name, pg_type(field)))
+        writable = (bool(field.get("createable")), bool(field.get("updateable")))
+        found.append(Column(field["name"], name, pg_type(field), *writable))
     return found
 
 

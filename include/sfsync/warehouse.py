@@ -203,7 +203,7 @@ def ensure_table(
                 ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
             conn.execute(ddl)
             changes.append(change)
-        changes += _guard_writes(conn, table, sobject or table, bidirectional, allow_delete)
+        changes += _guard_writes(conn, table, sobject or table, bidirectional, allow_delete, columns)
     return changes
 
 
@@ -211,13 +211,21 @@ NOT_THE_SYNC = "WHEN (current_setting('sfsync.origin', true) IS DISTINCT FROM 's
 
 
 def _guard_writes(
-    conn: psycopg.Connection, table: str, sobject: str, bidirectional: bool, allow_delete: bool
+    conn: psycopg.Connection,
+    table: str,
+    sobject: str,
+    bidirectional: bool,
+    allow_delete: bool,
+    columns: list[Column],
 ) -> list[str]:
     """(Re)attach the capture or refusal triggers when they are missing or their settings changed."""
     if bidirectional:
         # The WHEN clause spares the sync's own (bulk) writes even the trigger call.
         capture = ("AFTER INSERT OR UPDATE OR DELETE", "ROW " + NOT_THE_SYNC, "sfsync.capture_change")
-        wanted = {"sfsync_capture": (*capture, [sobject, "deletes" if allow_delete else "no-deletes"])}
+        createable = ",".join(c.name for c in columns if c.createable)
+        updateable = ",".join(c.name for c in columns if c.updateable)
+        deletes = "deletes" if allow_delete else "no-deletes"
+        wanted = {"sfsync_capture": (*capture, [sobject, deletes, createable, updateable])}
     else:
         wanted = {
             "sfsync_refuse": ("BEFORE INSERT OR UPDATE OR DELETE", "ROW", "sfsync.refuse_write", [sobject]),
@@ -244,7 +252,7 @@ def _guard_writes(
                 sql.SQL(", ").join(map(sql.Literal, args)),
             )
         )
-        changed.append(f"trigger {name}({', '.join(args)})")
+        changed.append(f"trigger {name}({', '.join(args[:2])})")
     return changed
 
 

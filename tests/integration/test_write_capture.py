@@ -10,10 +10,10 @@ from sfsync.transforms import Column
 
 pytestmark = pytest.mark.integration
 
-COLUMNS = [
-    Column("Id", "id", "text"),
-    Column("IsDeleted", "isdeleted", "boolean"),
-    Column("SystemModstamp", "systemmodstamp", "timestamptz"),
+COLUMNS = [  # as describe has them: Salesforce sets the first three itself
+    Column("Id", "id", "text", createable=False, updateable=False),
+    Column("IsDeleted", "isdeleted", "boolean", createable=False, updateable=False),
+    Column("SystemModstamp", "systemmodstamp", "timestamptz", createable=False, updateable=False),
     Column("Email", "email", "text"),
     Column("Title", "title", "text"),
 ]
@@ -105,4 +105,18 @@ def test_tables_synced_from_salesforce_only_refuse_other_writers(conn, statement
     assert conn.execute("SELECT id, isdeleted FROM salesforce.account").fetchall() == [("001A", False)]
     assert sync_rows(conn, "account", [("001A", True, "2025-03-01T12:01:00Z")])["deleted"] == 1, (
         "the sync still may"
+    )
+
+
+def test_a_column_salesforce_would_not_take_is_refused_in_the_writers_statement(conn):
+    sync_rows(conn, "lead", [("00Q1", False, "2025-03-01T12:00:00Z", "a@x.com", "CTO")])
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"systemmodstamp cannot be updated"):
+        conn.execute("UPDATE salesforce.lead SET title = 'CEO', systemmodstamp = now() WHERE id = '00Q1'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"id cannot be created in Salesforce"):
+        conn.execute("INSERT INTO salesforce.lead (id, email) VALUES ('00Q2', 'b@x.com')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"id cannot be updated"):
+        conn.execute("UPDATE salesforce.lead SET id = '00Q3' WHERE id = '00Q1'")
+    conn.execute("UPDATE salesforce.lead SET title = 'CEO' WHERE id = '00Q1'")
+    assert [row[3] for row in outbox(conn)] == [{"title": {"old": "CTO", "new": "CEO"}}], (
+        "only the good write"
     )
