@@ -90,6 +90,11 @@ def test_a_refused_record_is_kept_with_salesforces_message_and_retried_once_fixe
             False,
         )
         assert "Maybe Later" in message
+        with psycopg.connect(warehouse_url) as conn:
+            summary = conn.execute(
+                "SELECT failed, written, message FROM sfsync.sync_runs WHERE direction = 'outbound'"
+            ).fetchone()
+        assert summary == (1, 0, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST x1"), "the run summary shows it"
         sync("lead")
         assert errors(warehouse_url)[0][2] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", (
             "kept, not retried blindly"
