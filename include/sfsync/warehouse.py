@@ -220,12 +220,20 @@ def _guard_writes(
 ) -> list[str]:
     """(Re)attach the capture or refusal triggers when they are missing or their settings changed."""
     if bidirectional:
-        # The WHEN clause spares the sync's own (bulk) writes even the trigger call.
-        capture = ("AFTER INSERT OR UPDATE OR DELETE", "ROW " + NOT_THE_SYNC, "sfsync.capture_change")
+        # The WHEN clauses spare the sync's own (bulk) writes even the trigger call.
         createable = ",".join(c.name for c in columns if c.createable)
         updateable = ",".join(c.name for c in columns if c.updateable)
         deletes = "deletes" if allow_delete else "no-deletes"
-        wanted = {"sfsync_capture": (*capture, [sobject, deletes, createable, updateable])}
+        wanted = {
+            "sfsync_capture": (
+                "AFTER INSERT OR UPDATE OR DELETE", "ROW " + NOT_THE_SYNC, "sfsync.capture_change",
+                [sobject, deletes],
+            ),
+            "sfsync_writable": (
+                "BEFORE INSERT OR UPDATE", "ROW " + NOT_THE_SYNC, "sfsync.refuse_unwritable",
+                [sobject, createable, updateable],
+            ),
+        }  # fmt: skip
     else:
         wanted = {
             "sfsync_refuse": ("BEFORE INSERT OR UPDATE OR DELETE", "ROW", "sfsync.refuse_write", [sobject]),
@@ -252,7 +260,8 @@ def _guard_writes(
                 sql.SQL(", ").join(map(sql.Literal, args)),
             )
         )
-        changed.append(f"trigger {name}({', '.join(args[:2])})")
+        shown = ", ".join(a if len(a) <= 40 else f"{a[:37]}..." for a in args)  # column lists are long
+        changed.append(f"trigger {name}({shown})")
     return changed
 
 
