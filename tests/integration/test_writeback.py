@@ -28,6 +28,17 @@ def pushed(url: str, run_sobject: str = "Lead") -> tuple:
         ).fetchone()
 
 
+def synced_leads(org, sync, warehouse_url: str, count: int, edit: str) -> tuple[Salesforce, list[str]]:
+    """The admin's client and ``count`` new Leads, pulled into the warehouse and then edited there by
+    ``edit`` (an UPDATE of salesforce.lead)."""
+    admin = Salesforce(**org.salesforce_kwargs("admin"))
+    leads = [admin.Lead.create(sample_lead(Email=f"l{i}@example.com"))["id"] for i in range(count)]
+    sync("lead")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(edit)
+    return admin, leads
+
+
 def test_edits_and_inserts_reach_salesforce_without_echo(sync, private_org, matches_org, warehouse_url):
     with private_org() as org:
         admin = Salesforce(**org.salesforce_kwargs("admin"))
@@ -179,11 +190,8 @@ def test_a_large_backlog_goes_in_several_runs_and_several_bulk_jobs(
     monkeypatch.setattr(outbound, "MAX_PUSH_ROWS", 4)  # rows per run
     monkeypatch.setattr(ingest, "MAX_UPLOAD_BYTES", 100)  # CSV bytes per job: about two records
     with private_org() as org:
-        admin = Salesforce(**org.salesforce_kwargs("admin"))
-        leads = [admin.Lead.create(sample_lead(Email=f"l{i}@example.com"))["id"] for i in range(6)]
-        sync("lead")
-        with psycopg.connect(warehouse_url, autocommit=True) as conn:
-            conn.execute("UPDATE salesforce.lead SET title = 'Part ' || id")
+        edit = "UPDATE salesforce.lead SET title = 'Part ' || id"
+        admin, leads = synced_leads(org, sync, warehouse_url, 6, edit)
         sync("lead")
         assert pushed(warehouse_url)[:3] == (0, 4, 0), "the four rows changed first"
         jobs = Salesforce(**org.salesforce_kwargs("integration")).restful("jobs/ingest")["records"]
@@ -206,11 +214,9 @@ def test_a_call_that_fails_as_a_whole_fails_its_records_for_a_later_retry(
 ):
     registry(Lead=f"bulk_threshold: {bulk_threshold}")
     with private_org() as org:
-        admin = Salesforce(**org.salesforce_kwargs("admin"))
-        leads = [admin.Lead.create(sample_lead(Email=f"l{i}@example.com"))["id"] for i in range(2)]
-        sync("lead")
-        with psycopg.connect(warehouse_url, autocommit=True) as conn:
-            conn.execute("UPDATE salesforce.lead SET title = 'Retried'")
+        admin, leads = synced_leads(
+            org, sync, warehouse_url, 2, "UPDATE salesforce.lead SET title = 'Retried'"
+        )
         assert org.admin("faults", fault | {"count": 1})[0] == 200
         sync("lead")  # the run goes on: its pull still runs
         assert {(e[0], e[2], e[4]) for e in errors(warehouse_url)} == {(lead, code, True) for lead in leads}
