@@ -4,9 +4,11 @@ A query job writes its whole result once to spool files, remembering where every
 results page (``maxRecords`` rows from ``locator``) is a byte range streamed from disk: memory stays
 flat however many rows a job has. A large result is written in slices on parallel connections that
 read one snapshot (SQLite formats the CSV with the GIL released), so it is the result of one moment,
-as a single statement's would be. An ingest job spools the uploaded CSV, writes each record through
-the store's normal write path (the same validation as REST, 200 records per transaction, as
-Salesforce chunks them) and spools the per-record results. Jobs last for the server's lifetime.
+as a single statement's would be; a slice is an OFFSET/LIMIT of a table scan, or a share of the
+result's rowids found through whatever index serves the query (see ``BulkJobs._reads``). An ingest job
+spools the uploaded CSV, writes each record through the store's normal write path (the same validation
+as REST, 200 records per transaction, as Salesforce chunks them) and spools the per-record results.
+Jobs last for the server's lifetime.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import base64
 import builtins
 import csv
 import io
+import json
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -45,10 +49,11 @@ INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 INGEST_CHUNK = 200
 NULL_VALUE = "#N/A"  # Bulk CSV's way to set a field to null; an empty field leaves it unchanged
 _FETCH_ROWS = 5_000
-# A result is sliced only where every slice gets this many rows: a slice costs a connection, and each
-# skips (without formatting them) the rows before its offset.
+# A result is sliced only where every slice gets this many rows: a slice costs a connection (and, cut by
+# OFFSET, skips the rows before its own without formatting them).
 _SLICE_ROWS = 10_000
 _SLICES = max(2, min(4, os.cpu_count() or 1))
+_TABLE_SCAN = re.compile(r"SCAN (TABLE \S+ AS )?t")  # a query plan's step: the query's table in rowid order
 _READ_BYTES = 1 << 20
 _FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 _DAY_MS = 86_400_000
@@ -295,12 +300,10 @@ class BulkJobs:
         job.header = (quoted + job.line_ending).encode()
         conns = self._snapshot(_SLICES)
         try:
-            slices = self._slice(conns[0], job.plan, sql, params)
+            reads = self._reads(conns[0], job.plan, job.delimiter, sql, params)
             futures = [
-                self._slices.submit(
-                    self._write_slice, job, conn, sql, [*params[:-2], limit, offset], f"result-{i}.csv"
-                )
-                for i, (conn, (offset, limit)) in enumerate(zip(conns, slices, strict=False))
+                self._slices.submit(self._write_slice, job, conn, read_sql, read_params, f"result-{i}.csv")
+                for i, (conn, (read_sql, read_params)) in enumerate(zip(conns, reads, strict=False))
             ]
             wait(futures)
             parts = [future.result() for future in futures]
@@ -336,14 +339,29 @@ class BulkJobs:
         return conns
 
     @staticmethod
-    def _slice(conn: sqlite3.Connection, plan: Plan, sql: str, params: builtins.list[Any]) -> builtins.list:
-        """(OFFSET, LIMIT) of each slice of the result."""
-        total = plan.count_rows(conn)
-        steps = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
-        # Sorted in a temporary B-tree, every slice would format and sort the whole result.
-        count = 1 if any("TEMP B-TREE" in step[-1] for step in steps) else total // _SLICE_ROWS
-        size = max(1, -(-total // max(1, min(_SLICES, count))))
-        return [(offset, min(size, total - offset)) for offset in range(0, total, size)] or [(0, 0)]
+    def _reads(
+        conn: sqlite3.Connection, plan: Plan, delimiter: str, sql: str, params: builtins.list[Any]
+    ) -> builtins.list[tuple[str, builtins.list[Any]]]:
+        """The statements (SQL, parameters) that read the result's CSV lines, one slice each, in order.
+
+        Where ``sql`` scans the table in rowid order (the result's order), the slices are OFFSET and LIMIT
+        of it, the result counted first: a slice skips the rows before its own as cheaply as SQLite steps
+        through the table. Any other way (through an index, or sorting in a temporary B-tree) would make
+        each slice find again every row before its own, or sort the formatted lines of the whole result:
+        the result's rowids are read in order instead (the REST query's statement, which reads only the
+        columns it tests and sorts no more than the rowids), and each slice formats its share of them,
+        looked up by rowid. Either way, a job reads only its own rows wherever an index finds them.
+        """
+        steps = [step[-1] for step in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+        if _TABLE_SCAN.fullmatch(steps[0]) and not any("TEMP B-TREE" in step for step in steps):
+            total = plan.count_rows(conn)
+            return [(sql, [*params[:-2], limit, offset]) for offset, limit in _slice_bounds(total)]
+        rowids = plan.rowids(conn, export=True)
+        by_rowid, extra = plan.csv_by_rowid(delimiter)
+        return [
+            (by_rowid, [json.dumps(rowids[offset : offset + limit].tolist()), *extra])
+            for offset, limit in _slice_bounds(len(rowids))
+        ]
 
     def _write_slice(
         self, job: Job, conn: sqlite3.Connection, sql: str, params: builtins.list[Any], name: str
@@ -591,6 +609,12 @@ class BulkJobs:
             else:
                 return iter((b"",))
         return _read_file(path)
+
+
+def _slice_bounds(total: int) -> builtins.list[tuple[int, int]]:
+    """(OFFSET, LIMIT) of each slice of a result of ``total`` rows."""
+    size = max(1, -(-total // max(1, min(_SLICES, total // _SLICE_ROWS))))
+    return [(offset, min(size, total - offset)) for offset in range(0, total, size)] or [(0, 0)]
 
 
 def _read_file(path: Path) -> Iterator[bytes]:

@@ -88,9 +88,11 @@ class Plan:
     limit: int | None
     offset: int | None
 
-    def rowids(self, conn: Any) -> array[int]:
-        """The ordered rowids of the whole result (LIMIT and OFFSET applied)."""
-        sql = f"SELECT t.rowid FROM {quote(self.obj.name)} t{self.join_sql} WHERE {self.where_sql}"
+    def rowids(self, conn: Any, export: bool = False) -> array[int]:
+        """The ordered rowids of the whole result (LIMIT and OFFSET applied); ``export``: tested as ``csv``
+        tests them (the IsDeleted test on no index)."""
+        where = self._export_where() if export else self.where_sql
+        sql = f"SELECT t.rowid FROM {quote(self.obj.name)} t{self.join_sql} WHERE {where}"
         sql += f" {self.order_sql}"
         params = [*self.join_params, *self.where_params]
         if self.limit is not None or self.offset:
@@ -114,6 +116,37 @@ class Plan:
         printf, so a million-row export costs one bytes object per row in Python. The last two parameters
         are LIMIT (-1: none) and OFFSET, so a job can read its result in slices.
         """
+        header, line = self._csv_line(delimiter)
+        sql = f"SELECT {line} FROM {quote(self.obj.name)} t{self.join_sql} WHERE {self._export_where()}"
+        sql += f" {self.order_sql} LIMIT ? OFFSET ?"
+        params = [*self.join_params, *self.where_params, -1 if self.limit is None else self.limit, 0]
+        return header, sql, params
+
+    def _export_where(self) -> str:
+        # An export reads every column of its rows: the IsDeleted index (a SEARCH in SystemModstamp order,
+        # then a sort of every formatted line) loses to a scan in rowid order, and the sampled statistics
+        # take IsDeleted = 0 for a rare value (see Org.analyze), so that test uses no index. Other
+        # conditions keep theirs.
+        where = self.where_sql
+        if where.endswith(_LIVE_ROWS):
+            where = where.removesuffix(_LIVE_ROWS) + "+" + _LIVE_ROWS
+        return where
+
+    def csv_by_rowid(self, delimiter: str) -> tuple[str, list[Any]]:
+        """The CSV lines of given rows, as ``csv`` formats them: (SQL, parameters after the first).
+
+        The first parameter is a JSON array of rowids (of rows that exist, such as a slice of ``rowids``
+        read in the same snapshot); the lines come in that array's order, each row looked up by rowid.
+        """
+        _, line = self._csv_line(delimiter)
+        sql = (
+            f"SELECT {line} FROM json_each(?) j CROSS JOIN {quote(self.obj.name)} t{self.join_sql} "
+            "WHERE t.rowid = j.value"
+        )
+        return sql, [*self.join_params]
+
+    def _csv_line(self, delimiter: str) -> tuple[list[str], str]:
+        """The CSV header and the SQL expression of a row's line (a BLOB of UTF-8 bytes)."""
         header: list[str] = []
         pieces: list[tuple[str, list[str]]] = []  # (printf format, its arguments) per column
         for rel, f, sql in self.select:
@@ -142,16 +175,7 @@ class Plan:
         if formats:
             calls.append(f"printf('{delimiter.join(formats)}', {', '.join(args)})")
         line = f" || '{delimiter}' || ".join(calls)
-        # An export reads every column of its rows: the IsDeleted index (a SEARCH in SystemModstamp order,
-        # then a sort of every formatted line) loses to a scan in rowid order, so that test uses no index.
-        # Other conditions keep theirs.
-        where = self.where_sql
-        if where.endswith(_LIVE_ROWS):
-            where = where.removesuffix(_LIVE_ROWS) + "+" + _LIVE_ROWS
-        sql = f"SELECT CAST({line} AS BLOB) FROM {quote(self.obj.name)} t{self.join_sql} WHERE {where}"
-        sql += f" {self.order_sql} LIMIT ? OFFSET ?"
-        params = [*self.join_params, *self.where_params, -1 if self.limit is None else self.limit, 0]
-        return header, sql, params
+        return header, f"CAST({line} AS BLOB)"
 
     def records(self, conn: Any, rowids: array[int] | list[int], version: str) -> list[dict[str, Any]]:
         """The records of ``rowids``, in that order, shaped as the REST API returns them."""

@@ -479,8 +479,8 @@ class Seeder:
         self.activities(counts["Task"], counts["Event"], leads[: len(leads) // 2] + contacts)
         self.invoices(counts["Invoice__c"], accounts, owners)
         self.subscriptions(counts["Subscription__c"], contacts)
+        self.org.analyze()
         conn = self.org.conn()
-        conn.execute("ANALYZE")
         return {
             obj.name: conn.execute(f"SELECT COUNT(*) FROM {quote(obj.name)}").fetchone()[0]
             for obj in self.org.schema.objects.values()

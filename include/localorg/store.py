@@ -32,6 +32,9 @@ _DAY_MS = 86_400_000
 _MMAP_BYTES = 1 << 34  # SQLite caps it at its compile-time limit
 _SQLITE_CONFIG_MEMSTATUS = 9
 _MINUTE_MS = 60_000
+_ANALYSIS_LIMIT = 1000  # index entries a sampled ANALYZE reads
+_SAMPLED_KEYS = 20  # fewer keys than this in a sample: their rows per key are counted instead
+_COUNTED_KEYS = 1000  # at most this many distinct values counted (a seek each)
 # Salesforce counts API requests over a rolling 24 hours, kept here in one-minute buckets.
 _API_WINDOW_MINUTES = 24 * 60
 MERGE_MAX_RECORDS = 3  # the master plus up to two duplicates, as in Salesforce's merge()
@@ -121,10 +124,7 @@ class Org:
         with self._write_lock:
             self._create_tables(conn)
             self.org_id = self._bootstrap(conn)
-            # Planner statistics (sampled, so cheap on large tables): without them SQLite may pick the
-            # low-selectivity IsDeleted index over SystemModstamp.
-            conn.execute("PRAGMA analysis_limit = 1000")
-            conn.execute("ANALYZE")
+            self.analyze()
         self.users = self._load_users(conn)
         self._owners = self._sharing()
         self._clock = 0  # the last stamp given in this process (stamps never go backwards)
@@ -157,6 +157,54 @@ class Org:
         # index-ordered reads of large results seek a page per row, and Bulk slices start with no cache.
         conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         return conn
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (sampled, so cheap on large tables).
+
+        Without them SQLite may pick the low-selectivity IsDeleted index over SystemModstamp. A sampled
+        ANALYZE reads only the first ``_ANALYSIS_LIMIT`` entries or so of each index, though: where they
+        share a few leading keys (OwnerId: a few values over the whole table), it reports about
+        as many rows per key as it read, and the planner takes a user's visibility test ``OwnerId IN
+        (...)`` for the most selective condition of a query, reading most of the table through that index
+        (then sorting what it kept) instead of using a CreatedDate or SystemModstamp range. Such a leading
+        column (without nulls) gets its real rows per key here: its distinct values are counted by
+        seeking from one to the next through the index, a seek each. Flags keep the sample's figure:
+        one number cannot say that IsDeleted = 1 is rare and IsDeleted = 0 is not, and the first is what
+        their index is for (statements that test the second keep it from the index with a unary +).
+        """
+        with self._write_lock:
+            conn = self.conn()
+            conn.execute(f"PRAGMA analysis_limit = {_ANALYSIS_LIMIT}")
+            conn.execute("ANALYZE")
+            stats = conn.execute("SELECT tbl, idx, stat FROM sqlite_stat1 WHERE idx IS NOT NULL").fetchall()
+            fixed = []
+            for table, index, stat in stats:
+                parts = stat.split()
+                if len(parts) < 2 or int(parts[1]) * _SAMPLED_KEYS < _ANALYSIS_LIMIT:
+                    continue  # the sample saw enough keys for its estimate to stand
+                columns = conn.execute(f"PRAGMA index_info({quote(index)})").fetchall()
+                if not columns or columns[0][2] is None:
+                    continue
+                obj = self.schema.get(table)
+                f = obj.field(columns[0][2]) if obj is not None else None
+                if columns[0][2] == "IsDeleted" or f is not None and f.type == "boolean":
+                    continue  # a flag: its index finds the rare value (IsDeleted = 1, the recycle bin)
+                column, tbl = quote(columns[0][2]), quote(table)
+                if conn.execute(f"SELECT 1 FROM {tbl} WHERE {column} IS NULL LIMIT 1").fetchone():
+                    continue  # a mostly-null lookup: equality on a value still finds few rows
+                keys = conn.execute(
+                    f"WITH RECURSIVE k(v) AS (SELECT MIN({column}) FROM {tbl} UNION ALL "
+                    f"SELECT (SELECT MIN({column}) FROM {tbl} WHERE {column} > k.v) FROM k "
+                    f"WHERE k.v IS NOT NULL LIMIT {_COUNTED_KEYS}) SELECT COUNT(v) FROM k"
+                ).fetchone()[0]
+                if 0 < keys < _COUNTED_KEYS:
+                    parts[1] = str(max(1, int(parts[0]) // keys))
+                    fixed.append((" ".join(parts), table, index))
+            if fixed:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany("UPDATE sqlite_stat1 SET stat = ? WHERE tbl = ? AND idx = ?", fixed)
+                conn.execute("COMMIT")
+                conn.execute("ANALYZE sqlite_schema")  # this connection reloads them; new ones read them
 
     def _create_tables(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS _meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,10 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 
+from localorg.bulk import BulkJobs
 from localorg.orgdef import load_org
+from localorg.query import QueryEngine
+from localorg.schema import format_datetime
 from localorg.seed import Seeder
 from localorg.store import Org
 from localorg.testing import RunningOrg, running_org
@@ -278,3 +282,62 @@ def test_large_job_equals_the_rest_query_field_by_field(
     assert by_id[first[0]["Id"]]["ConvertedAccount.Name"] == 'Converted "Co", Ltd'
     assert by_id[first[2]["Id"]]["ConvertedAccount.Name"] == ""
     assert {r["LastName"] for r in by_id.values()} >= set(awkward)
+
+
+def test_a_range_job_reads_its_own_rows_not_the_table(tmp_path: Path) -> None:
+    """A CreatedDate slice of a large table is read through the CreatedDate index and sorts no CSV line.
+
+    A sampled ANALYZE read only the first thousand entries of the OwnerId index (one owner's), so it reported
+    about a thousand rows per owner: the planner took the integration user's visibility test for the most
+    selective condition and read every job's rows through the OwnerId index, a slice of 1/40 of the table
+    costing as much as the whole table, and sorted the formatted lines in one slice.
+    """
+    org = Org(tmp_path / "org", load_org())
+    owners = sorted(u.id for u in org.users.values())
+    total, day, start = 250_000, 86_400_000, 1_735_689_600_000  # a year of Leads from 2025-01-01
+    conn = org.conn()
+    conn.execute("BEGIN")
+    conn.execute(
+        f"""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total})
+        INSERT INTO "Lead" (rowid, "Id", "OwnerId", "LastName", "Company", "Status", "CreatedDate",
+            "LastModifiedDate", "SystemModstamp")
+        SELECT i, printf('00Q8c%013dAAA', i), json_extract(?, printf('$[%d]', i % ?)), 'L' || i, 'C', 'Open',
+            ? + (i * 7919) % 365 * ? + i % 86400 * 1000, ? + i * 1000, ? + i * 1000 FROM n""",
+        [json.dumps(owners), len(owners), start, day, start, start],
+    )
+    conn.execute("COMMIT")
+    org = Org(tmp_path / "org", load_org())  # statistics as a server start leaves them
+    conn = org.conn()
+    stat = conn.execute("SELECT stat FROM sqlite_stat1 WHERE idx = 'Lead_OwnerId'").fetchone()[0]
+    assert int(stat.split()[1]) > total // len(owners) // 2  # rows per owner, not per sampled entry
+
+    user = org.users["integration@localorg.test"]
+    since = start + 100 * day
+    soql = (
+        "SELECT Id, LastName, OwnerId, CreatedDate FROM Lead WHERE CreatedDate >= "
+        f"{format_datetime(since)[:19]}Z AND CreatedDate < {format_datetime(since + 9 * day)[:19]}Z"
+    )
+    plan = QueryEngine(org).compile(user, soql, True)
+    _, sql, params = plan.csv(",")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    lines = [
+        row[0]
+        for read_sql, read_params in BulkJobs._reads(conn, plan, ",", sql, params)
+        for row in conn.execute(read_sql, read_params)
+    ]
+    conn.set_trace_callback(None)
+    expected = conn.execute(
+        f'SELECT COUNT(*) FROM "Lead" WHERE "CreatedDate" >= ? AND "CreatedDate" < ? AND "OwnerId" IN '
+        f"({', '.join('?' * len(plan.where_params[2:]))})",
+        [since, since + 9 * day, *plan.where_params[2:]],
+    ).fetchone()[0]
+    assert len(lines) == expected > 4_000  # in the order of a fortieth of the table
+    reading = [s for s in statements if '"Lead" t' in s and not s.startswith("EXPLAIN")]
+    assert len(reading) >= 2  # the result's rowids, then the CSV lines of (slices of) them
+    for statement in reading:
+        steps = [step[-1] for step in conn.execute(f"EXPLAIN QUERY PLAN {statement}")]
+        assert any("USING INDEX Lead_CreatedDate" in s or "INTEGER PRIMARY KEY (rowid=?)" in s for s in steps)
+        assert not any("Lead_OwnerId" in s or s == "SCAN t" for s in steps), steps
+        if "json_each" in statement:
+            assert not any("TEMP B-TREE" in s for s in steps), steps  # lines come in their rowids' order
