@@ -30,7 +30,9 @@ CSV with every value quoted, nulls empty, ``maxRecords``/``locator`` paging stre
 file) and insert/update/upsert/delete/hardDelete ingest jobs through the store's write path
 (``#N/A`` sets null, an empty field leaves the value alone). hardDelete needs the profile flag
 ``bulk_api_hard_delete`` (System Administrator has it, the integration user does not). Jobs live for
-the server's lifetime.
+the server's lifetime. A status GET of a running job is answered as soon as the job ends (or is
+aborted), or after ``bulk.STATUS_HOLD_SECONDS`` (5 s) with its state then: the same JSON and the same one
+API call as Salesforce's immediate answer, only later; held polls take no request thread.
 
 Composite (``POST /services/data/vXX.X/composite``, ``{"allOrNone", "collateSubrequests",
 "compositeRequest": [{"method", "url", "referenceId", "body"?, "httpHeaders"?}]}``): up to 25 subrequests

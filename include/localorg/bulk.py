@@ -58,9 +58,11 @@ _READ_BYTES = 1 << 20
 _FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 _DAY_MS = 86_400_000
 # A status GET of a running job answers as soon as the job ends, or after this long with its state then:
-# the answer is as honest as an immediate one, but the client's exponential polling back-off (seconds
-# between late polls) no longer decides how long an export takes.
-STATUS_HOLD_SECONDS = 0.5
+# the answer is as honest as an immediate one, but the client's polling back-off (seconds between late
+# polls) no longer decides how long an export takes. The hold waits on the event loop, taking no worker
+# thread (see server._HeldStatus), so held polls never keep other requests waiting. As long as the
+# longest wait between a sync's polls (sfsync MAX_POLL_SECONDS), and far below any client's read timeout.
+STATUS_HOLD_SECONDS = 5.0
 _BATCH_RECORDS = 10_000  # Salesforce splits Bulk API 2.0 ingest data into batches of 10,000 records
 
 
@@ -98,11 +100,37 @@ class Job:
     header: bytes = b""
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    wakers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def set_state(self, state: str, error: str | None = None) -> None:
         self.state = state
         self.error_message = error or self.error_message
         self.modstamp = now_ms()
+
+    @property
+    def running(self) -> bool:
+        """Waiting for a worker or being processed (a status GET of it is held; see STATUS_HOLD_SECONDS)."""
+        return self.state in ("UploadComplete", "InProgress") and not self.ended.is_set()
+
+    def on_settled(self, wake: Callable[[], None]) -> bool:
+        """Call ``wake`` (on the thread that settles it) once the job ends or is aborted; False, and no
+        call, if it is not running."""
+        with self.lock:
+            if not self.running:
+                return False
+            self.wakers.append(wake)
+            return True
+
+    def forget(self, wake: Callable[[], None]) -> None:
+        with self.lock:
+            if wake in self.wakers:
+                self.wakers.remove(wake)
+
+    def settled(self) -> None:
+        with self.lock:
+            wakers, self.wakers = self.wakers, []
+        for wake in wakers:
+            wake()
 
     def info(self, full: bool = True) -> dict[str, Any]:
         """The job info JSON; ``full`` adds the progress counters of job status GETs."""
@@ -210,12 +238,6 @@ class BulkJobs:
             raise not_found()
         return job
 
-    def status(self, job: Job) -> dict[str, Any]:
-        """GET jobs/{kind}/{id}: the job info, held back briefly while the job is running."""
-        if job.state in ("UploadComplete", "InProgress"):
-            job.ended.wait(STATUS_HOLD_SECONDS)
-        return job.info()
-
     def list(self, user: User, kind: str) -> dict[str, Any]:
         with self._lock:
             jobs = [
@@ -229,6 +251,7 @@ class BulkJobs:
                 "INVALIDJOBSTATE", f"Aborting already {job.state.removeprefix('Job')} Job not allowed"
             )
         job.set_state("Aborted")
+        job.settled()
         return job.info()
 
     def delete(self, job: Job) -> None:
@@ -243,6 +266,8 @@ class BulkJobs:
             faults.current_route.set(job.route)
             job.started = time.monotonic()
             try:
+                if job.state == "Aborted":
+                    return  # aborted while it waited for a worker: it processes nothing
                 rule = self.api.faults.take(("bulk_job_failed",), job.route)
                 if rule is not None:
                     job.set_state("Failed", rule.message or "InternalServerError : Internal server error")
@@ -258,6 +283,7 @@ class BulkJobs:
             finally:
                 job.finished = time.monotonic()
                 job.ended.set()
+                job.settled()
 
         self._pool.submit(run)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -21,9 +22,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from . import admin, composite, faults
+from . import admin, bulk, composite, faults
 from .auth import Sessions, oauth_token, soap_login
-from .bulk import BulkJobs
+from .bulk import BulkJobs, Job
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
 from .ids import normalize_id
 from .query import QueryEngine, batch_size
@@ -397,6 +398,42 @@ def _session_token(request: Request) -> str:
     if scheme.lower() not in ("bearer", "oauth") or not token:
         token = request.headers.get("x-sfdc-session", "")
     return token.strip()
+
+
+class _HeldStatus(Response):
+    """A running Bulk job's status GET, answered once the job ends (or is aborted) or after ``hold`` seconds,
+    with its info then: the same JSON as an immediate answer, only later.
+
+    The wait is a future on the event loop that the job's worker thread completes; it takes none of the
+    threads that run requests, so however many polls are held (a client polling a job that never ends,
+    several clients polling theirs) every other request is answered as soon as ever.
+    """
+
+    def __init__(self, job: Job, hold: float) -> None:
+        super().__init__(media_type="application/json")
+        self.job, self.hold = job, hold
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(lambda: woken.done() or woken.set_result(None))
+            except RuntimeError:  # the server has stopped: nobody waits any more
+                pass
+
+        if self.job.on_settled(wake):
+            try:
+                await asyncio.wait_for(woken, self.hold)
+            except TimeoutError:
+                pass
+            finally:
+                self.job.forget(wake)
+        kept = {k: v for k, v in self.headers.items() if k not in ("content-length", "content-type", "date")}
+        answer = _json(200, self.job.info(), kept)
+        answer.headers["Date"] = formatdate(usegmt=True)  # the org's clock when the answer is ready
+        await answer(scope, receive, send)
 
 
 class _Dropped:
@@ -784,7 +821,8 @@ def bulk_list(api: Api, call: Call) -> tuple[int, Any]:
 
 @route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "GET")
 def bulk_info(api: Api, call: Call) -> tuple[int, Any]:
-    return 200, api.bulk.status(api.bulk.get(call.user, call.match["kind"], call.match["job"]))
+    job = api.bulk.get(call.user, call.match["kind"], call.match["job"])
+    return 200, _HeldStatus(job, bulk.STATUS_HOLD_SECONDS) if job.running else job.info()
 
 
 @route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "PATCH")

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
 
+from localorg import bulk
 from localorg.bulk import BulkJobs
 from localorg.orgdef import load_org
 from localorg.query import QueryEngine
 from localorg.schema import format_datetime
 from localorg.seed import Seeder
+from localorg.server import create_app
 from localorg.store import Org
 from localorg.testing import RunningOrg, running_org
 from localorg.testing import sample_lead as lead
@@ -341,3 +346,55 @@ def test_a_range_job_reads_its_own_rows_not_the_table(tmp_path: Path) -> None:
         assert not any("Lead_OwnerId" in s or s == "SCAN t" for s in steps), steps
         if "json_each" in statement:
             assert not any("TEMP B-TREE" in s for s in steps), steps  # lines come in their rowids' order
+
+
+def test_held_status_polls_take_no_request_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running job's status polls wait on the event loop: more of them than the threads that run requests
+    (anyio's 40) leave every other request answered at once. Each answers when the job ends; a job that
+    does not end is answered after the hold, with its state then, in the same JSON as a final answer."""
+    org = Org(tmp_path / "org", load_org())
+    app = create_app(org, 3600, 1_000_000)
+    api = app.routes[0].endpoint.__self__  # type: ignore[attr-defined]
+    release = threading.Event()
+    run_query = api.bulk._run_query
+    monkeypatch.setattr(api.bulk, "_run_query", lambda job: release.wait(60) and run_query(job))
+    token = api.sessions.create(org.users["integration@localorg.test"])
+    base = "/services/data/v59.0"
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="https://localorg.test",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
+            created = await client.post(
+                f"{base}/jobs/query", json={"operation": "query", "query": "SELECT Id FROM Lead"}
+            )
+            url = f"{base}/jobs/query/{created.json()['id']}"
+            job = api.bulk.get(org.users["integration@localorg.test"], "query", created.json()["id"])
+            monkeypatch.setattr(bulk, "STATUS_HOLD_SECONDS", 0.1)
+            unfinished = await client.get(url)
+            assert unfinished.status_code == 200 and unfinished.json()["state"] in (
+                "UploadComplete",
+                "InProgress",
+            )
+            monkeypatch.setattr(bulk, "STATUS_HOLD_SECONDS", 600)
+            polls = [asyncio.create_task(client.get(url)) for _ in range(60)]
+            for _ in range(1000):
+                if len(job.wakers) == len(polls):
+                    break
+                await asyncio.sleep(0.01)
+            assert len(job.wakers) == len(polls)  # every poll held at once, not 40 at a time
+            limits = await client.get(f"{base}/limits")
+            assert limits.status_code == 200 and not any(poll.done() for poll in polls)
+            release.set()
+            answers = await asyncio.gather(*polls)
+            assert {(a.status_code, a.json()["state"]) for a in answers} == {(200, "JobComplete")}
+            assert answers[0].json().keys() == unfinished.json().keys()
+            assert answers[0].headers["Sforce-Limit-Info"].startswith("api-usage=")
+            assert not job.wakers
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
