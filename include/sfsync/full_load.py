@@ -2,9 +2,10 @@
 
 ``plan`` describes each object, prepares its table and cuts its history into slices (the whole history
 for a manual run, the run's data interval for a backfill run); ``copy_slice`` streams one slice's Bulk
-CSV pages into ``COPY`` and merges them with the incremental sync's own statement, so re-running a slice
-or the whole load is harmless; ``finish`` hands each object over to its incremental DAG, which skips its
-runs while a full load of its object is unfinished.
+CSV pages straight into the table with ``COPY``, or, when one of its records is there already, stages
+them and merges them with the incremental sync's own statement, so re-running a slice or the whole load
+is harmless; ``finish`` hands each object over to its incremental DAG, which skips its runs while a full
+load of its object is unfinished.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def _plan_object(
 
 
 def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: str) -> dict[str, Any]:
-    """Copy the records created in one slice and merge them; returns rows and API calls."""
+    """Copy the records created in one slice; returns rows, counters and API calls."""
     entry = load_registry().get(piece["sobject"])
     start, end = datetime.fromisoformat(piece["start"]), datetime.fromisoformat(piece["end"])
     key = {"run_id": run_id, "sobject": entry.sobject, "start": start}
@@ -90,14 +91,23 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
             columns = warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
             names = [c.name for c in columns]
             staging = warehouse.staging_table(entry.table, f"{run_id}/{piece['start']}")
-            warehouse.create_staging(conn, entry.table, staging, names)
             query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
-            total, pages = sf.bulk_query(query, BULK_PAGE_RECORDS)
-            rows = warehouse.copy_csv(conn, staging, names, _progress(pages, total, entry.sobject, piece))
-            with conn.transaction():
-                counters = warehouse.merge_staged(conn, entry.table, staging, names)
-                _mark(conn, key, "done", calls=sf.meter.calls, rows=rows)
-                warehouse.drop_staging(conn, staging)
+            total, results = sf.bulk_query(query, BULK_PAGE_RECORDS)
+            try:
+                # Optimistically, as slices hold different records: straight into the table, no staging.
+                with conn.transaction():
+                    pages = _progress(results, total, entry.sobject, piece)
+                    counters = warehouse.copy_new(conn, entry.table, names, pages)
+                    rows = counters["new"] + counters["deleted"]
+                    _done(conn, key, sf, rows, staging)
+            except psycopg.errors.UniqueViolation as error:  # copied before, or records of another slice
+                log.info("%s: %s; staging and merging instead", entry.sobject, error.diag.message_detail)
+                warehouse.create_staging(conn, entry.table, staging, names)
+                pages = _progress(results, total, entry.sobject, piece)  # read again, by locator
+                rows = warehouse.copy_csv(conn, staging, names, pages)
+                with conn.transaction():
+                    counters = warehouse.merge_staged(conn, entry.table, staging, names)
+                    _done(conn, key, sf, rows, staging)
         except Exception as error:
             _mark(conn, key, "failed", calls=sf.meter.calls, error=f"{type(error).__name__}: {error}"[:2000])
             raise
@@ -159,6 +169,11 @@ def _mark(
 ) -> None:
     values = {"status": status, "calls": calls, "rows": rows, "error": error, "attempt": attempt}
     conn.execute(warehouse.statement("state/mark_slice"), key | values)
+
+
+def _done(conn: psycopg.Connection, key: dict[str, Any], sf: Salesforce, rows: int, staging: str) -> None:
+    _mark(conn, key, "done", calls=sf.meter.calls, rows=rows)
+    warehouse.drop_staging(conn, staging)  # also one an earlier attempt left
 
 
 def _slices(conn: psycopg.Connection, run_id: str) -> list[dict[str, str]]:

@@ -2,9 +2,11 @@
 
 ``extract`` reads the delta window through queryAll (deletes arrive as ``IsDeleted`` records) into a
 per-run staging table; ``merge`` applies it to ``salesforce.<object>`` and advances the watermark in the
-same transaction; ``reconcile`` periodically flags records that left Salesforce without a trace (hard
-deletes, recycle-bin purges, records that became invisible). Each step is safe to retry: the window is
-frozen in ``sfsync.sync_runs`` when the run first starts, and a merged run is never merged twice.
+same transaction. A large window into a table without Ids yet (a first run) skips both: ``extract`` COPYs
+the Bulk results straight into the table and finishes the run in one transaction. ``reconcile``
+periodically flags records that left Salesforce without a trace (hard deletes, recycle-bin purges,
+records that became invisible). Each step is safe to retry: the window is frozen in ``sfsync.sync_runs``
+when the run first starts, and a merged run is never merged twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from psycopg import sql
 
 from sfsync import full_load, soql, warehouse
 from sfsync.registry import SyncObject, SyncSettings
-from sfsync.salesforce import Salesforce
+from sfsync.salesforce import BulkResults, Salesforce
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,8 @@ def extract(
     key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
     with warehouse.connect(wh_conn_id) as conn:
         run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
-        if run and run[0] != "extracting":
-            return {"status": run[0]}
+        if run and run[0] != "extracting":  # skipped, or finished by an attempt that died before reporting
+            return _recorded(run)
         if (full_load_run := full_load.in_progress(conn, entry.sobject)) and not run:
             log.info("%s: waiting for the full load %s to finish", entry.sobject, full_load_run)
             return {"status": f"waiting for full load {full_load_run}"}
@@ -69,11 +71,17 @@ def extract(
             )
         names = [c.name for c in columns]
         staging = warehouse.staging_table(entry.table, run_id)
-        warehouse.create_staging(conn, entry.table, staging, names)
         query = soql.delta_query(entry.sobject, fields, entry.cursor_field, low, upper)
         if probe is not None and probe["records"] and asked != query:  # records with the old field list
             probe = None
-        rows = _stage(conn, sf, entry, staging, names, query, probe)
+        source = _source(sf, entry, query, probe)
+        if isinstance(source, BulkResults) and not warehouse.holds_ids(conn, entry.table):
+            merged = _copy_first(conn, sf, entry, key, names, source, staging)
+            if merged is not None:
+                _record_usage(conn, sf, sf_conn_id)
+                return merged
+        warehouse.create_staging(conn, entry.table, staging, names)
+        rows = _stage(conn, staging, names, source)
         _record_usage(conn, sf, sf_conn_id)
         conn.execute(
             "UPDATE sfsync.sync_runs SET api_calls = api_calls + %(calls)s WHERE run_id = %(run_id)s"
@@ -96,33 +104,70 @@ def merge(entry: SyncObject, run_id: str, extracted: dict[str, Any], wh_conn_id:
     """Apply the staged window and advance the watermark, atomically; return the run's counters."""
     key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
     with warehouse.connect(wh_conn_id) as conn, conn.transaction():
-        status, window_start, window_end, *counts = conn.execute(
-            warehouse.statement("state/find_run"), key
-        ).fetchone()  # type: ignore[misc]
-        if status != "extracting":  # merged by an earlier attempt that died before reporting, or skipped
-            counters = dict(
-                zip(("new", "updated", "deleted", "skipped", "failed", "api_calls"), counts, strict=True)
-            )
-            return {"status": status, **counters}
+        run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
+        assert run is not None
+        if run[0] != "extracting":  # skipped, or finished by the fast path or an attempt that died unreported
+            return _recorded(run)
         staging = extracted["staging"]
         counters = warehouse.merge_staged(conn, entry.table, staging, extracted["columns"])
-        conn.execute(
-            warehouse.statement("state/advance_watermark"),
-            {"sobject": entry.sobject, "high_water": window_end},
-        )
-        _finish(conn, key, "merged", counters, 0, None)
-        warehouse.drop_staging(conn, staging)
-        api_calls = conn.execute(
-            "SELECT api_calls FROM sfsync.sync_runs WHERE run_id = %(run_id)s AND sobject = %(sobject)s"
-            " AND direction = %(direction)s",
-            key,
-        ).fetchone()[0]  # type: ignore[index]
+        return _complete(conn, entry, key, run, counters, 0, staging)
+
+
+def _copy_first(
+    conn: psycopg.Connection,
+    sf: Salesforce,
+    entry: SyncObject,
+    key: dict[str, str],
+    names: list[str],
+    results: BulkResults,
+    staging: str,
+) -> dict[str, Any] | None:
+    """The whole run at once for a table without Ids (a first run): the Bulk results COPYed straight into
+    it, finished as ``merge`` would finish it, in one transaction. None when a record's Id was in the table
+    after all: nothing stays, and the caller stages the results, read again, for ``merge``."""
+    try:
+        with conn.transaction():
+            run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()  # waits for a twin
+            assert run is not None
+            if run[0] != "extracting":
+                return _recorded(run)
+            counters = warehouse.copy_new(conn, entry.table, names, results)
+            return _complete(conn, entry, key, run, counters, sf.meter.calls, staging)
+    except psycopg.errors.UniqueViolation as error:
+        log.info("%s: %s; staging and merging instead", entry.sobject, error.diag.message_detail)
+        return None
+
+
+def _complete(
+    conn: psycopg.Connection,
+    entry: SyncObject,
+    key: dict[str, str],
+    run: tuple,
+    counters: dict[str, int],
+    calls: int,
+    staging: str,
+) -> dict[str, Any]:
+    """Finish a run whose window is in the table (in its transaction): the watermark, the counters."""
+    window_start, window_end = run[1], run[2]
+    conn.execute(
+        warehouse.statement("state/advance_watermark"), {"sobject": entry.sobject, "high_water": window_end}
+    )
+    _finish(conn, key, "merged", counters, calls, None)
+    warehouse.drop_staging(conn, staging)  # also one an earlier attempt left
+    finished = _recorded(conn.execute(warehouse.statement("state/find_run"), key).fetchone())
     log.info(
         "%s: %d new, %d updated, %d deleted, %d skipped (unchanged), 0 failed; %d API calls; window [%s, %s)",
         entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["skipped"],
-        api_calls, window_start, window_end,
+        finished["api_calls"], window_start, window_end,
     )  # fmt: skip
-    return {"status": "merged", **counters, "failed": 0, "api_calls": api_calls}
+    return finished
+
+
+def _recorded(run: tuple | None) -> dict[str, Any]:
+    """A finished run's status and counters, from its ``state/find_run`` row."""
+    assert run is not None
+    names = ("status", "new", "updated", "deleted", "skipped", "failed", "api_calls")
+    return dict(zip(names, (run[0], *run[3:]), strict=True))
 
 
 def reconcile(
@@ -153,7 +198,7 @@ def reconcile(
             conn.execute(
                 sql.SQL("CREATE UNLOGGED TABLE {} (id text)").format(sql.Identifier("sfsync", staging))
             )
-            seen = _stage(conn, sf, entry, staging, ["id"], soql.id_query(entry.sobject))
+            seen = _stage(conn, staging, ["id"], _source(sf, entry, soql.id_query(entry.sobject)))
             conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(sql.Identifier("sfsync", staging)))
             conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
             flagged = conn.execute(
@@ -209,25 +254,27 @@ def _window(
     return run[1], run[2]
 
 
-def _stage(
-    conn: psycopg.Connection,
-    sf: Salesforce,
-    entry: SyncObject,
-    staging: str,
-    names: list[str],
-    query: str,
-    probe: dict[str, Any] | None = None,
-) -> int:
-    """Copy a query's result into ``staging``: REST pages for small results, a Bulk 2.0 job above the
-    registry's threshold. The size comes from ``probe``, the query's first page or a COUNT() of it when
-    already fetched, else from the first REST page, so a small delta costs one call."""
+def _source(
+    sf: Salesforce, entry: SyncObject, query: str, probe: dict[str, Any] | None = None
+) -> BulkResults | Iterator[dict[str, Any]]:
+    """A query's result: REST pages for small results, a Bulk 2.0 job's above the registry's threshold.
+    The size comes from ``probe``, the query's first page or a COUNT() of it when already fetched, else from
+    the first REST page, so a small delta costs one call."""
     if probe is None:
         probe = next(sf.query_pages(query, entry.page_size))
     if probe["totalSize"] > entry.bulk_threshold:
-        return warehouse.copy_csv(conn, staging, names, sf.bulk_query(query, BULK_PAGE_RECORDS)[1])
+        return sf.bulk_query(query, BULK_PAGE_RECORDS)[1]
     first = probe if probe["records"] or not probe["totalSize"] else None  # a COUNT() has no records
-    pages = sf.query_pages(query, entry.page_size, first)
-    return warehouse.copy_rows(conn, staging, names, _records(pages, names))
+    return sf.query_pages(query, entry.page_size, first)
+
+
+def _stage(
+    conn: psycopg.Connection, staging: str, names: list[str], source: BulkResults | Iterator[dict[str, Any]]
+) -> int:
+    """Copy a query's result (``_source``) into ``staging``."""
+    if isinstance(source, BulkResults):
+        return warehouse.copy_csv(conn, staging, names, source)
+    return warehouse.copy_rows(conn, staging, names, _records(source, names))
 
 
 def _records(pages: Iterable[dict[str, Any]], names: list[str]) -> Iterator[tuple]:

@@ -129,7 +129,7 @@ class Salesforce:
             page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
             yield page
 
-    def bulk_query(self, soql: str, page_records: int) -> tuple[int, Iterator[BulkPage]]:
+    def bulk_query(self, soql: str, page_records: int) -> tuple[int, BulkResults]:
         """Run a Bulk API 2.0 queryAll job to its end; its record count and its CSV result pages.
 
         Each page (with its header row) streams in chunks as the caller reads it, so nothing larger than
@@ -142,7 +142,7 @@ class Salesforce:
         job = self.wait_for_bulk_job("query", job["id"])
         if job["state"] != "JobComplete":
             raise SalesforceOperationError(f"Job failure. Response content: {job.get('errorMessage') or job}")
-        return int(job["numberRecordsProcessed"]), self._bulk_pages(job["id"], page_records)
+        return int(job["numberRecordsProcessed"]), BulkResults(self, job["id"], page_records)
 
     def wait_for_bulk_job(self, kind: str, job_id: str) -> dict[str, Any]:
         """Poll a Bulk API 2.0 job (``kind`` ``query`` or ``ingest``) until it ends; its final info.
@@ -172,6 +172,19 @@ class Salesforce:
                 locator = got.headers.get("Sforce-Locator", "null")
             if locator in ("", "null"):
                 return
+
+
+@dataclass
+class BulkResults:
+    """A finished Bulk query job's result pages. Salesforce keeps them for days, so each iteration reads
+    them again from the first page by locator (an API call a page), for a caller whose first use failed."""
+
+    sf: Salesforce
+    job_id: str
+    page_records: int
+
+    def __iter__(self) -> Iterator[BulkPage]:
+        return self.sf._bulk_pages(self.job_id, self.page_records)
 
 
 @dataclass

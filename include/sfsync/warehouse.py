@@ -124,6 +124,11 @@ def connect(conn_id: str) -> psycopg.Connection:
 SQL_DIR = MIGRATIONS_DIR.parent
 # Bookkeeping columns; Salesforce field names never start with an underscore, so these cannot clash.
 SYNCED_AT, DELETED_AT, ROW_ID = "_sfsync_synced_at", "_sfsync_deleted_at", "_sfsync_row_id"
+# Stamps the rows the sync COPYs straight into a table (copy_new), not those other writers insert.
+SYNCED_NOW = "CASE WHEN current_setting('sfsync.origin', true) = 'salesforce' THEN now() END"
+# Deleted records COPYed straight into a table, until copy_new stamps them in the same transaction: a
+# partial index on this finds them without scanning the table, and holds no row otherwise.
+UNDATED_DELETES = "isdeleted AND _sfsync_deleted_at IS NULL"
 _PG_TYPE_NAMES = {"timestamp with time zone": "timestamptz", "time without time zone": "time"}
 
 
@@ -203,6 +208,27 @@ def ensure_table(
                 ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
             conn.execute(ddl)
             changes.append(change)
+        # The sync's COPY straight into the table (copy_new) relies on these two; no other writer sees them.
+        index = f"{table}_sfsync_undated_deletes"[:63]
+        has_default, has_index = conn.execute(
+            "SELECT atthasdef, to_regclass(%s) IS NOT NULL FROM pg_attribute"
+            " WHERE attrelid = %s::regclass AND attname = %s",
+            [f'{OBJECT_SCHEMA}."{index}"', f'{OBJECT_SCHEMA}."{table}"', SYNCED_AT],
+        ).fetchone()  # type: ignore[misc]
+        if not has_default:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ALTER {} SET DEFAULT " + SYNCED_NOW).format(  # type: ignore[arg-type]
+                    target, sql.Identifier(SYNCED_AT)
+                )
+            )
+            changes.append(f"{SYNCED_AT} stamped by default on the sync's own inserts")
+        if not has_index:  # checked first: CREATE INDEX IF NOT EXISTS would wait for every writer
+            conn.execute(
+                sql.SQL("CREATE INDEX {} ON {} (id) WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
+                    sql.Identifier(index), target
+                )
+            )
+            changes.append(f"index {index}")
         changes += _guard_writes(conn, table, sobject or table, bidirectional, allow_delete, columns)
     return changes
 
@@ -298,7 +324,10 @@ def create_staging(conn: psycopg.Connection, table: str, staging: str, names: li
 def copy_rows(conn: psycopg.Connection, staging: str, names: list[str], rows: Iterable[tuple]) -> int:
     """COPY ``rows`` into the staging table; return how many."""
     count = 0
-    with conn.cursor() as cursor, cursor.copy(_copy(staging, names, sql.SQL(""))) as copy:
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(_copy(sql.Identifier("sfsync", staging), names, sql.SQL(""))) as copy,
+    ):
         for row in rows:
             copy.write_row(row)
             count += 1
@@ -308,18 +337,54 @@ def copy_rows(conn: psycopg.Connection, staging: str, names: list[str], rows: It
 def copy_csv(
     conn: psycopg.Connection, staging: str, names: list[str], pages: Iterable[Iterable[bytes]]
 ) -> int:
-    """COPY CSV pages, each a stream of chunks with its header row first (as the Bulk API returns them);
-    return the row count."""
+    """COPY CSV pages, each a stream of chunks with its header row first (as the Bulk API returns them),
+    into the staging table; return the row count."""
+    return _copy_csv(conn, sql.Identifier("sfsync", staging), names, pages)
+
+
+def copy_new(
+    conn: psycopg.Connection, table: str, names: list[str], pages: Iterable[Iterable[bytes]]
+) -> dict[str, int]:
+    """COPY CSV pages (as ``copy_csv``) straight into an object table none of whose Ids they hold, in the
+    caller's transaction; return the counters ``merge_staged`` would.
+
+    The rows end up as the merge's plain inserts would leave them, without staging them first:
+    ``_sfsync_synced_at`` from its default, ``_sfsync_deleted_at`` of the deleted ones set afterwards. A
+    record whose Id the table holds fails the COPY (unique id), and the caller's transaction with it.
+    """
+    target = sql.Identifier(OBJECT_SCHEMA, table)
+    conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")  # as merge_staged
+    rows = _copy_csv(conn, target, names, pages)
+    stamp = sql.SQL("UPDATE {} SET {} = now() WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
+        target, sql.Identifier(DELETED_AT)
+    )
+    deleted = conn.execute(stamp).rowcount if "isdeleted" in names else 0
+    return {"new": rows - deleted, "updated": 0, "deleted": deleted, "skipped": 0}
+
+
+def _copy_csv(
+    conn: psycopg.Connection, target: sql.Identifier, names: list[str], pages: Iterable[Iterable[bytes]]
+) -> int:
     # Salesforce has no empty strings, and its CSV quotes empty values: FORCE_NULL reads them as NULL.
     options = sql.SQL("WITH (FORMAT csv, HEADER true, FORCE_NULL ({}))").format(_names(names))
     count = 0
     for page in pages:
         with conn.cursor() as cursor:
-            with cursor.copy(_copy(staging, names, options)) as copy:
+            with cursor.copy(_copy(target, names, options)) as copy:
                 for chunk in page:
                     copy.write(chunk)
             count += cursor.rowcount
     return count
+
+
+def holds_ids(conn: psycopg.Connection, table: str) -> bool:
+    """Whether any row of an object table has a Salesforce Id (rows written in the warehouse may not)."""
+    found = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE id IS NOT NULL)").format(
+            sql.Identifier(OBJECT_SCHEMA, table)
+        )
+    )
+    return bool(found.fetchone()[0])  # type: ignore[index]
 
 
 def merge_staged(conn: psycopg.Connection, table: str, staging: str, names: list[str]) -> dict[str, int]:
@@ -368,7 +433,5 @@ def _names(names: list[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.Identifier(n) for n in names)
 
 
-def _copy(staging: str, names: list[str], options: sql.Composable) -> sql.Composed:
-    return sql.SQL("COPY {} ({}) FROM STDIN {}").format(
-        sql.Identifier("sfsync", staging), _names(names), options
-    )
+def _copy(target: sql.Identifier, names: list[str], options: sql.Composable) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN {}").format(target, _names(names), options)

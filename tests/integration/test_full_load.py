@@ -16,7 +16,7 @@ from simple_salesforce.exceptions import SalesforceOperationError
 from localorg.seed import Seeder, counts_for
 from localorg.store import Org
 from localorg.testing import sample_lead
-from sfsync import full_load, inbound
+from sfsync import full_load, inbound, salesforce, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.registry import load_registry
 from sfsync.warehouse import migrate
@@ -147,3 +147,99 @@ def test_airflow_backfill_plans_one_full_load_run_per_day(airflow_db):
     planned = airflow("backfill", "create", "--dag-id", "sf_full_load", *window, "--dry-run")
     days = ("2024-12-31", "2025-01-01", "2025-01-02", "2025-01-03")
     assert [day for day in days if f"{day} 00:00" in planned] == list(days[1:]), "one run per day, no more"
+
+
+def _whole_lead_table(conn) -> list[tuple]:
+    """Every row and column of salesforce.lead; the sync's clocks as whether each is that of the row's
+    sync, as the merge sets them."""
+    cursor = conn.execute("SELECT * FROM salesforce.lead ORDER BY _sfsync_row_id")
+    names = [c.name for c in cursor.description]
+    synced, deleted, flag = (names.index(n) for n in ("_sfsync_synced_at", "_sfsync_deleted_at", "isdeleted"))
+    return [
+        (*row[:synced], row[synced] is not None, row[deleted] == (row[synced] if row[flag] else None))
+        for row in cursor.fetchall()
+    ]
+
+
+def _seed_days(org, days: int, per_day: int) -> list[str]:
+    store = Org(org.data_dir, org.definition)
+    ids = []
+    for day in range(days):
+        moment = dt.datetime(2025, 3, 1 + day, 9, tzinfo=dt.UTC)
+        with store.write(store.users["admin@localorg.test"], at=int(moment.timestamp() * 1000)) as txn:
+            ids += [
+                store.save(txn, store.schema.objects["lead"], sample_lead(LastName=f"D{day}-{i}"))
+                for i in range(per_day)
+            ]
+    return ids
+
+
+def test_slices_copy_straight_into_the_table_as_staging_and_merging_would(
+    private_org, migrated, matches_org, monkeypatch
+):
+    with private_org() as org, psycopg.connect(migrated, autocommit=True) as conn:
+        ids = _seed_days(org, 3, 4)
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        admin.Lead.delete(ids[0])
+        admin.Lead.delete(ids[5])
+        interval = (dt.datetime(2025, 3, 1, tzinfo=dt.UTC), dt.datetime(2025, 3, 4, tzinfo=dt.UTC))
+        pieces = full_load.plan(["Lead"], 1, interval, "manual__fast", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        copied = [
+            full_load.copy_slice(p, "manual__fast", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID) for p in pieces
+        ]
+        assert [(c["rows"], c["new"], c["deleted"]) for c in copied] == [(4, 3, 1), (4, 3, 1), (4, 4, 0)]
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+        fast = _whole_lead_table(conn)
+        assert conn.execute("SELECT count(*) FROM sfsync.outbox").fetchone() == (0,)
+
+        conn.execute("DROP TABLE salesforce.lead")
+        with monkeypatch.context() as patched:  # every slice staged and merged, as before the fast path
+
+            def collide(*args):
+                raise psycopg.errors.UniqueViolation("as if a record were there")
+
+            patched.setattr(warehouse, "copy_new", collide)
+            general = copy_all("manual__general", ["Lead"], interval, slice_days=1)
+        assert len(general) == 3 and _whole_lead_table(conn) == fast
+
+
+def test_a_slice_retried_after_a_crash_in_or_after_its_copy(private_org, migrated, monkeypatch):
+    with private_org() as org, psycopg.connect(migrated, autocommit=True) as conn:
+        ids = _seed_days(org, 1, 5)
+        Salesforce(**org.salesforce_kwargs("admin")).Lead.delete(ids[0])
+        interval = (dt.datetime(2025, 3, 1, tzinfo=dt.UTC), dt.datetime(2025, 3, 2, tzinfo=dt.UTC))
+        run_id = "manual__crash"
+        (piece,) = full_load.plan(["Lead"], 1, interval, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("worker lost after the COPY, before the commit")
+
+        with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
+            patched.setattr(full_load, "_done", crash)
+            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
+        first = full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert (first["rows"], first["new"], first["deleted"]) == (5, 4, 1)
+        table = _whole_lead_table(conn)
+        state = "SELECT status, rows FROM sfsync.full_load_slices WHERE run_id = %s"
+        assert conn.execute(state, [run_id]).fetchall() == [("done", 5)]
+
+        # Committed, but the worker died before reporting: the retry meets its own rows and merges them.
+        calls = "SELECT api_calls FROM sfsync.full_load_slices WHERE run_id = %s"
+        (spent,) = conn.execute(calls, [run_id]).fetchone()
+        reads, original = [], salesforce.Salesforce._bulk_pages
+        monkeypatch.setattr(
+            salesforce.Salesforce,
+            "_bulk_pages",
+            lambda self, *args: reads.append(args) or original(self, *args),
+        )
+        again = full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert (again["rows"], again["skipped"]) == (5, 5)
+        assert len(reads) == 2, "the results were read again, by locator, to stage them"
+        assert conn.execute(calls, [run_id]).fetchone() == (spent + again["api_calls"],), "the re-read counts"
+        assert _whole_lead_table(conn) == table
+        assert conn.execute(state, [run_id]).fetchall() == [("done", 5)]
+        assert full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"] == {"Lead": 5}
+        assert conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sfsync' AND tablename LIKE 'stage%'"
+        ).fetchone() == (0,)

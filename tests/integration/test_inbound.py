@@ -19,7 +19,7 @@ from simple_salesforce import Salesforce
 from localorg.orgdef import DEFAULT_ORG_FILE
 from localorg.store import Org
 from localorg.testing import sample_lead
-from sfsync import inbound
+from sfsync import inbound, salesforce, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.registry import load_registry
 from sfsync.warehouse import migrate
@@ -290,3 +290,138 @@ def test_lifecycle_deletes_undeletes_merges_conversions_and_purges(
                 [[leads[0], leads[5]]],
             ).fetchall()
         assert sorted(gone) == sorted([(leads[0], True, True), (leads[5], True, True)])
+
+
+def _bulk_leads(org, count: int, deleted: int) -> list[str]:
+    """``count`` Leads in one transaction, the first ``deleted`` of them deleted afterwards."""
+    store = _store(org)
+    with store.write(store.users["sales@localorg.test"]) as txn:
+        ids = [
+            store.save(txn, store.schema.objects["lead"], sample_lead(LastName=f"Bulk{i}", AnnualRevenue=i))
+            for i in range(count)
+        ]
+    admin = Salesforce(**org.salesforce_kwargs("admin"))
+    for record_id in ids[:deleted]:
+        admin.Lead.delete(record_id)
+    return ids
+
+
+def _whole_table(conn) -> list[tuple]:
+    """Every row and column of salesforce.lead; the sync's clocks as whether each is that of the row's sync,
+    as the merge sets them."""
+    cursor = conn.execute("SELECT * FROM salesforce.lead ORDER BY _sfsync_row_id")
+    names = [c.name for c in cursor.description]
+    synced, deleted = names.index("_sfsync_synced_at"), names.index("_sfsync_deleted_at")
+    return [
+        (
+            *row[:synced],
+            row[synced] is not None,
+            row[deleted] == (row[synced] if row[names.index("isdeleted")] else None),
+        )
+        for row in cursor.fetchall()
+    ]
+
+
+def _run(entry, run_id: str) -> tuple[dict, dict]:
+    registry = load_registry()
+    extracted = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    return extracted, inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
+
+
+def _start_over(conn) -> None:
+    conn.execute("DROP TABLE salesforce.lead")
+    conn.execute("DELETE FROM sfsync.sync_state")
+    conn.execute("DELETE FROM sfsync.sync_runs")
+
+
+def test_first_bulk_run_copies_straight_into_the_table_as_the_general_path_would(
+    registry, private_org, warehouse_url, matches_org, monkeypatch
+):
+    registry(Lead="bulk_threshold: 100")
+    with private_org() as org, psycopg.connect(warehouse_url, autocommit=True) as conn:
+        migrate(conn)
+        _bulk_leads(org, 250, deleted=3)
+        entry = load_registry().get("Lead")
+        extracted, merged = _run(entry, "manual__fast")
+        assert extracted == merged, (
+            "the whole run in the extract task; its merge returns the recorded counters"
+        )
+        assert (merged["status"], merged["new"], merged["deleted"], merged["updated"]) == (
+            "merged",
+            247,
+            3,
+            0,
+        )
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+        fast = _whole_table(conn)
+        assert conn.execute("SELECT count(*) FROM sfsync.outbox").fetchone() == (0,)
+
+        _start_over(conn)
+        with monkeypatch.context() as patched:
+            patched.setattr(warehouse, "holds_ids", lambda *args: True)  # the general path
+            extracted, general = _run(entry, "manual__general")
+        assert extracted["status"] == "extracted"
+        assert {k: v for k, v in general.items() if k != "api_calls"} == {
+            k: v for k, v in merged.items() if k != "api_calls"
+        }
+        assert abs(general["api_calls"] - merged["api_calls"]) <= 1, "the same calls, give or take a poll"
+        assert _whole_table(conn) == fast
+
+
+def test_fast_path_meeting_a_stored_id_falls_back_to_staging_and_merge(
+    registry, private_org, warehouse_url, matches_org, monkeypatch
+):
+    registry(Lead="bulk_threshold: 100")
+    with private_org() as org, psycopg.connect(warehouse_url, autocommit=True) as conn:
+        migrate(conn)
+        entry = load_registry().get("Lead")
+        ids = _bulk_leads(org, 150, deleted=2)
+        _run(entry, "manual__first")
+        conn.execute("DELETE FROM sfsync.sync_state")  # the next window holds all 150 again
+        Salesforce(**org.salesforce_kwargs("admin")).Lead.update(ids[10], {"Title": "Changed"})
+        reads = []
+        original = salesforce.Salesforce._bulk_pages
+        monkeypatch.setattr(warehouse, "holds_ids", lambda *args: False)  # a writer raced the check
+        monkeypatch.setattr(
+            salesforce.Salesforce,
+            "_bulk_pages",
+            lambda self, *args: reads.append(args) or original(self, *args),
+        )
+        extracted, merged = _run(entry, "manual__again")
+        assert extracted["status"] == "extracted" and len(reads) == 2, "results read again for staging"
+        assert (merged["new"], merged["updated"], merged["deleted"], merged["skipped"]) == (0, 1, 0, 149)
+        # describe + count, the job's creation, one poll or two, and both reads of its one results page
+        assert 5 <= merged["api_calls"] <= 6
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+        assert conn.execute("SELECT count(*) FROM sfsync.outbox").fetchone() == (0,)
+
+
+def test_crashes_in_and_after_the_fast_path_then_retries(registry, private_org, warehouse_url, monkeypatch):
+    registry(Lead="bulk_threshold: 100")
+    with private_org() as org, psycopg.connect(warehouse_url, autocommit=True) as conn:
+        migrate(conn)
+        _bulk_leads(org, 120, deleted=1)
+        entry, run_id, settings = load_registry().get("Lead"), "manual__crash-fast", load_registry().settings
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("worker lost after the COPY, before the commit")
+
+        with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
+            patched.setattr(inbound, "_finish", crash)
+            inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
+        assert conn.execute("SELECT status FROM sfsync.sync_runs").fetchone() == ("extracting",)
+        assert conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone() == (None,)
+
+        done = inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert (done["status"], done["new"], done["deleted"]) == ("merged", 119, 1)
+        table = _whole_table(conn)
+        # Committed, but the worker died before reporting: the retry and the merge task return the record.
+        assert inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID) == done
+        assert inbound.merge(entry, run_id, done, WAREHOUSE_CONN_ID) == done
+        assert _whole_table(conn) == table
+        (high_water,) = conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone()
+        assert high_water == conn.execute("SELECT window_end FROM sfsync.sync_runs").fetchone()[0]
+        assert conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sfsync' AND tablename LIKE 'stage%'"
+        ).fetchone() == (0,)

@@ -117,3 +117,85 @@ def test_a_plain_insert_that_meets_a_stored_id_fails_whole_and_its_retry_merges(
     )
     assert retried == {"new": 1, "updated": 1, "deleted": 0, "skipped": 0}
     assert [row[3] for row in rows_of(conn)] == ["new@x.com", "b@x.com"]
+
+
+def csv_pages(rows):
+    """Rows as one Bulk CSV page: a header row, every value quoted, nulls as empty strings."""
+    lines = ['"Id","IsDeleted","SystemModstamp","Email"']
+    lines += [
+        ",".join(f'"{"" if v is None else str(v).lower() if isinstance(v, bool) else v}"' for v in row)
+        for row in rows
+    ]
+    return [[("\n".join(lines) + "\n").encode()]]
+
+
+def whole_table(conn):
+    """Every column; the sync's clocks as whether each is that of the row's sync, as the merge sets them."""
+    return conn.execute(
+        "SELECT _sfsync_row_id, id, isdeleted, systemmodstamp, email, _sfsync_synced_at IS NOT NULL,"
+        " _sfsync_deleted_at IS NOT DISTINCT FROM CASE WHEN isdeleted THEN _sfsync_synced_at END"
+        " FROM salesforce.lead ORDER BY _sfsync_row_id"
+    ).fetchall()
+
+
+def fresh_lead_table(conn):
+    conn.execute("DROP TABLE salesforce.lead")
+    warehouse.ensure_table(conn, "lead", COLUMNS, bidirectional=True, sobject="Lead")
+
+
+def test_copying_straight_into_a_table_without_those_ids_leaves_what_the_merge_leaves(conn):
+    t0, t1 = "2025-03-01T12:00:00.000Z", "2025-03-01T12:00:05.000Z"
+    rows = [("00Q1", False, t0, "a@x.com"), ("00Q2", True, t1, "b@x.com"), ("00Q3", False, t1, None)]
+    fresh_lead_table(conn)
+    warehouse.create_staging(conn, "lead", "stage__test", NAMES)
+    warehouse.copy_csv(conn, "stage__test", NAMES, csv_pages(rows))
+    with conn.transaction():
+        merged = warehouse.merge_staged(conn, "lead", "stage__test", NAMES)
+    general = whole_table(conn)
+
+    fresh_lead_table(conn)
+    with conn.transaction():
+        copied = warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows))
+    assert copied == merged == {"new": 2, "updated": 0, "deleted": 1, "skipped": 0}
+    assert whole_table(conn) == general
+    assert conn.execute("SELECT count(*) FROM sfsync.outbox").fetchone() == (0,), "the sync's own rows"
+    conn.execute("INSERT INTO salesforce.lead (email) VALUES ('new@x.com')")  # no Id yet: still possible
+    assert conn.execute(
+        "SELECT _sfsync_row_id IS NOT NULL, _sfsync_synced_at FROM salesforce.lead WHERE id IS NULL"
+    ).fetchone() == (True, None), "another writer's row is not stamped as synced"
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO salesforce.lead (id) VALUES ('00Q1')")
+
+
+def test_copying_into_a_table_that_holds_one_of_the_ids_fails_whole(conn):
+    stamp = "2025-03-01T12:00:00.000Z"
+    merge(conn, [("00Q1", False, stamp, "old@x.com")])
+    before = whole_table(conn)
+    with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+        warehouse.copy_new(
+            conn, "lead", NAMES, csv_pages([("00Q2", True, stamp, None), ("00Q1", False, stamp, None)])
+        )
+    assert whole_table(conn) == before
+    assert conn.execute(
+        "SELECT count(*) FROM salesforce.lead WHERE " + warehouse.UNDATED_DELETES
+    ).fetchone() == (0,)
+
+
+def test_copying_into_an_inbound_only_table_or_one_without_isdeleted(conn):
+    warehouse.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
+    with conn.transaction():
+        copied = warehouse.copy_new(
+            conn, "account", NAMES, csv_pages([("0011", True, "2025-03-01T12:00:00Z", None)])
+        )
+    assert copied == {"new": 0, "updated": 0, "deleted": 1, "skipped": 0}, (
+        "the write guard lets the sync pass"
+    )
+    user = [COLUMNS[0], COLUMNS[2]]  # User has no IsDeleted: the column's default
+    warehouse.ensure_table(conn, "user", user, bidirectional=False, sobject="User")
+    page = [[b'"Id","SystemModstamp"\n"0051","2025-03-01T12:00:00Z"\n']]
+    with conn.transaction():
+        copied = warehouse.copy_new(conn, "user", ["id", "systemmodstamp"], page)
+    assert copied == {"new": 1, "updated": 0, "deleted": 0, "skipped": 0}
+    assert conn.execute(
+        "SELECT isdeleted, _sfsync_synced_at IS NOT NULL, _sfsync_deleted_at FROM salesforce.user"
+    ).fetchone() == (False, True, None)
