@@ -417,9 +417,13 @@ class _HeldStatus(Response):
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[None] = loop.create_future()
 
+        def settle() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
         def wake() -> None:
             try:
-                loop.call_soon_threadsafe(lambda: woken.done() or woken.set_result(None))
+                loop.call_soon_threadsafe(settle)
             except RuntimeError:  # the server has stopped: nobody waits any more
                 pass
 

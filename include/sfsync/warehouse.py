@@ -262,19 +262,25 @@ def _guard_writes(
         }  # fmt: skip
     else:
         wanted = {
-            "sfsync_refuse": ("BEFORE INSERT OR UPDATE OR DELETE", "ROW", "sfsync.refuse_write", [sobject]),
+            "sfsync_refuse": (
+                "BEFORE INSERT OR UPDATE OR DELETE",
+                "ROW " + NOT_THE_SYNC,
+                "sfsync.refuse_write",
+                [sobject],
+            ),
             "sfsync_refuse_truncate": ("BEFORE TRUNCATE", "STATEMENT", "sfsync.refuse_write", [sobject]),
         }
-    present: dict[str, str] = dict(
-        conn.execute(
-            "SELECT tgname, encode(tgargs, 'escape') FROM pg_trigger"
+    present = {
+        name: (args, when)
+        for name, args, when in conn.execute(
+            "SELECT tgname, encode(tgargs, 'escape'), tgqual IS NOT NULL FROM pg_trigger"
             " WHERE tgrelid = %s::regclass AND NOT tgisinternal",
             [f'{OBJECT_SCHEMA}."{table}"'],
         ).fetchall()
-    )
+    }
     changed = []
     for name, (timing, level, function, args) in wanted.items():
-        if present.get(name) == "".join(f"{a}\\000" for a in args):
+        if present.get(name) == ("".join(f"{a}\\000" for a in args), "WHEN" in level):
             continue
         conn.execute(
             sql.SQL("CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH {} EXECUTE FUNCTION {}({})").format(

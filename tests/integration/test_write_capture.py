@@ -120,3 +120,16 @@ def test_a_column_salesforce_would_not_take_is_refused_in_the_writers_statement(
     assert [row[3] for row in outbox(conn)] == [{"title": {"old": "CTO", "new": "CEO"}}], (
         "only the good write"
     )
+
+
+def test_guards_are_attached_once_and_follow_the_columns(conn):
+    assert warehouse.ensure_table(conn, "lead", COLUMNS, True, "Lead") == [], (
+        "nothing changed: nothing redone"
+    )
+    assert warehouse.ensure_table(conn, "account", COLUMNS[:3], False, "Account") == []
+    read_only_title = [*COLUMNS[:4], Column("Title", "title", "text", createable=False, updateable=False)]
+    assert warehouse.ensure_table(conn, "lead", read_only_title, True, "Lead") == [
+        "trigger sfsync_writable(Lead, email, email)"
+    ]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="title cannot be created"):
+        conn.execute("INSERT INTO salesforce.lead (email, title) VALUES ('a@x.com', 'CTO')")
