@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import resource
 import sqlite3
 import subprocess
@@ -14,8 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from localorg.seed import RATIOS
-from localorg.testing import RunningOrg
+from localorg.testing import RunningOrg, free_port, running_org
+from sfsync import warehouse
 from sfsync.embedded import EmbeddedWarehouse
 from sfsync.registry import DEFAULT_REGISTRY, load_registry
 
@@ -56,6 +60,24 @@ def seed_leads(data_dir: Path, count: int, seed: int) -> None:
         others,
     ]
     subprocess.run([sys.executable, "-m", "localorg", *command], check=True, capture_output=True)
+
+
+@contextmanager
+def seeded_stack(root: Path, leads: int, seed: int) -> Iterator[tuple[RunningOrg, EmbeddedWarehouse]]:
+    """A local org seeded with ``leads`` Leads (a fifth of them owned by a user the integration user cannot
+    see) and a migrated embedded warehouse under ``root``, with the sync's environment pointing at both."""
+    pg = EmbeddedWarehouse(root / "pg", free_port()).start()
+    try:
+        with running_org(root / "org") as org:
+            started = time.perf_counter()
+            seed_leads(org.data_dir, leads, seed=seed)
+            print(f"seeded {leads:,} Leads in {time.perf_counter() - started:.1f} s")
+            os.environ |= sync_environment(org, pg, root)
+            with psycopg.connect(pg.url(), autocommit=True) as conn:
+                warehouse.migrate(conn)
+            yield org, pg
+    finally:
+        pg.stop()
 
 
 def sync_environment(org: RunningOrg, pg: EmbeddedWarehouse, scratch: Path) -> dict[str, str]:

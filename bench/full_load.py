@@ -15,7 +15,6 @@ Prints figures, asserts nothing. Usage: python bench/full_load.py [--sizes 10000
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +25,10 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seed_leads, sync_environment
+from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seeded_stack
 
-from localorg.testing import free_port, running_org
 from sfsync import full_load, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-from sfsync.embedded import EmbeddedWarehouse
 from sfsync.salesforce import Salesforce
 
 POOL_SLOTS = 4  # the salesforce_api pool of airflow_settings.yaml
@@ -85,41 +82,29 @@ def load(run_id: str, slice_days: float, slices_at_once: int) -> tuple[int, int,
 
 
 def run(size: int, slice_days: float, root: Path) -> tuple[int, float]:
-    pg = EmbeddedWarehouse(root / "pg", free_port()).start()
-    try:
-        with running_org(root / "org") as org:
-            seed, started = int(size * 1.25), time.perf_counter()  # a fifth is invisible to the sync
-            seed_leads(org.data_dir, seed, seed=3)
-            print(f"{size:,}: seeded {seed:,} Leads in {time.perf_counter() - started:.0f} s")
-            os.environ |= sync_environment(org, pg, root)
-            with psycopg.connect(pg.url(), autocommit=True) as conn:
-                warehouse.migrate(conn)
-            with phases(PHASES) as spent:
-                rows, slices, calls = load(f"bench__{size}", slice_days, 1)
-            seconds = spent["total"]
-            rss = peak_rss_mb()
-            baseline = raw_copy_seconds(pg.url(), root)
-            rate = rows / seconds
-            print(f"  full load: {rows:,} rows in {slices} slices, {seconds:.1f} s, {rate:,.0f} rows/s")
-            print(f"  raw COPY of the same rows: {baseline:.1f} s ({rows / baseline:,.0f} rows/s)")
-            print(
-                f"  ratio to raw COPY: {seconds / baseline:.1f}x; API calls: {calls}; peak RSS: {rss:.0f} MB"
-            )
-            print("  where the time goes:")
-            print_phases(spent, indent="    ")
-            with psycopg.connect(pg.url(), autocommit=True) as conn:  # the same load again, from scratch
-                conn.execute("DROP TABLE salesforce.lead")
-                conn.execute("DELETE FROM sfsync.sync_state")
-            started = time.perf_counter()
-            load(f"bench__{size}__pool", slice_days, POOL_SLOTS)
-            pooled = time.perf_counter() - started
-            print(
-                f"  as the DAG runs it, {POOL_SLOTS} slices at a time (the salesforce_api pool):"
-                f" {pooled:.1f} s, {rows / pooled:,.0f} rows/s, {pooled / baseline:.1f}x raw COPY"
-            )
-            return rows, seconds
-    finally:
-        pg.stop()
+    with seeded_stack(root, int(size * 1.25), seed=3) as (_org, pg):
+        with phases(PHASES) as spent:
+            rows, slices, calls = load(f"bench__{size}", slice_days, 1)
+        seconds = spent["total"]
+        rss = peak_rss_mb()
+        baseline = raw_copy_seconds(pg.url(), root)
+        rate = rows / seconds
+        print(f"  full load: {rows:,} rows in {slices} slices, {seconds:.1f} s, {rate:,.0f} rows/s")
+        print(f"  raw COPY of the same rows: {baseline:.1f} s ({rows / baseline:,.0f} rows/s)")
+        print(f"  ratio to raw COPY: {seconds / baseline:.1f}x; API calls: {calls}; peak RSS: {rss:.0f} MB")
+        print("  where the time goes:")
+        print_phases(spent, indent="    ")
+        with psycopg.connect(pg.url(), autocommit=True) as conn:  # the same load again, from scratch
+            conn.execute("DROP TABLE salesforce.lead")
+            conn.execute("DELETE FROM sfsync.sync_state")
+        started = time.perf_counter()
+        load(f"bench__{size}__pool", slice_days, POOL_SLOTS)
+        pooled = time.perf_counter() - started
+        print(
+            f"  as the DAG runs it, {POOL_SLOTS} slices at a time (the salesforce_api pool):"
+            f" {pooled:.1f} s, {rows / pooled:,.0f} rows/s, {pooled / baseline:.1f}x raw COPY"
+        )
+        return rows, seconds
 
 
 def main() -> None:

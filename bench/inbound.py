@@ -18,7 +18,6 @@ Prints figures, asserts nothing. Usage: python bench/inbound.py [--rows 100000]
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +27,11 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seed_leads, sync_environment
+from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seeded_stack
 from psycopg import sql
 
-from localorg.testing import free_port, running_org
 from sfsync import inbound, soql, transforms, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-from sfsync.embedded import EmbeddedWarehouse
 from sfsync.registry import load_registry
 from sfsync.salesforce import Salesforce
 
@@ -111,53 +108,37 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
-        root = Path(tmp)
-        pg = EmbeddedWarehouse(root / "pg", free_port()).start()
-        try:
-            with running_org(root / "org") as org:
-                # A fifth of the seeded Leads belong to a user the integration user cannot see.
-                seed, started = int(args.rows * 1.25), time.perf_counter()
-                seed_leads(org.data_dir, seed, seed=1)
-                print(f"seeded {seed:,} Leads in {time.perf_counter() - started:.1f} s")
-                os.environ |= sync_environment(org, pg, root)
-                with psycopg.connect(pg.url(), autocommit=True) as conn:
-                    warehouse.migrate(conn)
-                rss_before = peak_rss_mb()
+        with seeded_stack(Path(tmp), int(args.rows * 1.25), seed=1) as (_org, pg):
+            rss_before = peak_rss_mb()
 
-                merged, spent = timed_sync("Lead", "bench__delta")
-                seconds, rows = spent["total"], merged["new"] + merged["deleted"]
-                rss = peak_rss_mb()
-                print(
-                    f"delta of {rows:,} Lead records ({len(LEAD_FIELDS)} fields), through the Bulk API 2.0:"
-                )
-                print(f"  sync (extract + merge):   {seconds:.2f} s, {rows / seconds:,.0f} records/s")
-                print(f"  API calls:                {merged['api_calls']}")
-                print(
-                    f"  peak RSS:                 {rss:.0f} MB ({rss - rss_before:+.0f} MB over the imports)"
-                )
-                print("  where the time goes:")
-                print_phases(spent, indent="    ")
+            merged, spent = timed_sync("Lead", "bench__delta")
+            seconds, rows = spent["total"], merged["new"] + merged["deleted"]
+            rss = peak_rss_mb()
+            print(f"delta of {rows:,} Lead records ({len(LEAD_FIELDS)} fields), through the Bulk API 2.0:")
+            print(f"  sync (extract + merge):   {seconds:.2f} s, {rows / seconds:,.0f} records/s")
+            print(f"  API calls:                {merged['api_calls']}")
+            print(f"  peak RSS:                 {rss:.0f} MB ({rss - rss_before:+.0f} MB over the imports)")
+            print("  where the time goes:")
+            print_phases(spent, indent="    ")
 
-                ours, fast, raw, download, copied = warehouse_side(pg.url())
-                print(f"warehouse side, same {copied:,} rows, into an empty table:")
-                for label, spent_here in (("stage with COPY + merge:", ours), ("COPY into the table:", fast)):
-                    rate, ratio = copied / spent_here, spent_here / raw
-                    print(f"  {label:26s}{spent_here:.2f} s, {rate:,.0f} records/s ({ratio:.1f}x raw COPY)")
-                print(f"  raw COPY (baseline):      {raw:.2f} s, {copied / raw:,.0f} records/s")
-                print(f"  end to end (the sync):    {seconds / raw:.1f}x raw COPY")
-                print(f"  download alone:           {download:.2f} s (streamed into the COPY in the sync)")
+            ours, fast, raw, download, copied = warehouse_side(pg.url())
+            print(f"warehouse side, same {copied:,} rows, into an empty table:")
+            for label, spent_here in (("stage with COPY + merge:", ours), ("COPY into the table:", fast)):
+                rate, ratio = copied / spent_here, spent_here / raw
+                print(f"  {label:26s}{spent_here:.2f} s, {rate:,.0f} records/s ({ratio:.1f}x raw COPY)")
+            print(f"  raw COPY (baseline):      {raw:.2f} s, {copied / raw:,.0f} records/s")
+            print(f"  end to end (the sync):    {seconds / raw:.1f}x raw COPY")
+            print(f"  download alone:           {download:.2f} s (streamed into the COPY in the sync)")
 
-                objects = [e.sobject for e in load_registry().enabled()]
-                for sobject in objects:
-                    sync(sobject, "bench__initial")
-                started = time.perf_counter()
-                calls = {sobject: sync(sobject, "bench__idle")[0]["api_calls"] for sobject in objects}
-                elapsed = time.perf_counter() - started
-                each = elapsed / len(objects)
-                print(f"idle cycle, {len(objects)} objects: {elapsed:.2f} s ({each:.2f} s each)")
-                print("  API calls per object: " + ", ".join(f"{s} {c}" for s, c in calls.items()))
-        finally:
-            pg.stop()
+            objects = [e.sobject for e in load_registry().enabled()]
+            for sobject in objects:
+                sync(sobject, "bench__initial")
+            started = time.perf_counter()
+            calls = {sobject: sync(sobject, "bench__idle")[0]["api_calls"] for sobject in objects}
+            elapsed = time.perf_counter() - started
+            each = elapsed / len(objects)
+            print(f"idle cycle, {len(objects)} objects: {elapsed:.2f} s ({each:.2f} s each)")
+            print("  API calls per object: " + ", ".join(f"{s} {c}" for s, c in calls.items()))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ sync's). Asserts nothing. Usage: python bench/writeback.py [--rows 10000]
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +20,10 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import peak_rss_mb, seed_leads, sync_environment
+from common import peak_rss_mb, seeded_stack
 
-from localorg.testing import free_port, running_org
-from sfsync import inbound, outbound, warehouse
+from sfsync import inbound, outbound
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-from sfsync.embedded import EmbeddedWarehouse
 from sfsync.registry import load_registry
 from sfsync.salesforce import Salesforce
 
@@ -64,38 +61,25 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
-        root = Path(tmp)
-        pg = EmbeddedWarehouse(root / "pg", free_port()).start()
-        try:
-            with running_org(root / "org") as org:
-                # A fifth of the seeded Leads belong to a user the integration user cannot see.
-                seed_leads(org.data_dir, int(args.rows * 1.4), seed=2)
-                os.environ |= sync_environment(org, pg, root)
-                with psycopg.connect(pg.url(), autocommit=True) as conn:
-                    warehouse.migrate(conn)
-                registry = load_registry()
-                entry = registry.get("Lead")
-                extracted = inbound.extract(
-                    entry, registry.settings, "pull", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-                )
-                inbound.merge(entry, "pull", extracted, WAREHOUSE_CONN_ID)
+        with seeded_stack(Path(tmp), int(args.rows * 1.4), seed=2) as (_org, pg):
+            registry = load_registry()
+            entry = registry.get("Lead")
+            extracted = inbound.extract(
+                entry, registry.settings, "pull", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+            )
+            inbound.merge(entry, "pull", extracted, WAREHOUSE_CONN_ID)
 
-                for path, threshold in (
-                    ("Bulk API 2.0", entry.bulk_threshold),
-                    ("sObject Collections", 10**9),
-                ):
-                    edit(pg.url(), args.rows, path)
-                    rss_before = peak_rss_mb()
-                    pushed, seconds = push(f"push {path}", threshold)
-                    written = pushed["updated"]
-                    print(f"{written:,} changed Leads (3 fields each) through {path}:")
-                    print(f"  API calls:   {pushed['api_calls']} ({pushed['failed']} failed records)")
-                    print(f"  wall time:   {seconds:.2f} s, {written / seconds:,.0f} records/s")
-                    print(f"  peak RSS:    {peak_rss_mb():.0f} MB ({peak_rss_mb() - rss_before:+.0f} MB)")
-                baseline = org_baseline(args.rows)
-                print(f"org baseline: the same Bulk update sent directly: {baseline:.2f} s")
-        finally:
-            pg.stop()
+            for path, threshold in (("Bulk API 2.0", entry.bulk_threshold), ("sObject Collections", 10**9)):
+                edit(pg.url(), args.rows, path)
+                rss_before = peak_rss_mb()
+                pushed, seconds = push(f"push {path}", threshold)
+                written = pushed["updated"]
+                print(f"{written:,} changed Leads (3 fields each) through {path}:")
+                print(f"  API calls:   {pushed['api_calls']} ({pushed['failed']} failed records)")
+                print(f"  wall time:   {seconds:.2f} s, {written / seconds:,.0f} records/s")
+                print(f"  peak RSS:    {peak_rss_mb():.0f} MB ({peak_rss_mb() - rss_before:+.0f} MB)")
+            baseline = org_baseline(args.rows)
+            print(f"org baseline: the same Bulk update sent directly: {baseline:.2f} s")
 
 
 if __name__ == "__main__":
