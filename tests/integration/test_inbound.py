@@ -9,14 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
 from simple_salesforce import Salesforce
 
-from localorg.orgdef import DEFAULT_ORG_FILE
 from localorg.store import Org
 from localorg.testing import sample_lead
 from sfsync import inbound, salesforce, warehouse
@@ -102,21 +99,12 @@ def test_late_commit_inside_the_lookback_is_caught(sync, private_org, matches_or
             )
 
 
-def _org_definition(tmp_path, change) -> Path:
-    """The default org definition with ``change(document)`` applied, as a new file."""
-    document = yaml.safe_load(DEFAULT_ORG_FILE.read_text())
-    change(document)
-    path = tmp_path / "org.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
-
-
 def _lead_fields(document) -> list:
     return next(o for o in document["objects"] if o["name"] == "Lead")["fields"]
 
 
 def test_new_field_is_added_and_a_field_turning_invisible_stops_updating(
-    sync, private_org, matches_org, warehouse_url, tmp_path
+    sync, private_org, org_definition, matches_org, warehouse_url, tmp_path
 ):
     data = tmp_path / "org"
     with private_org(data) as org:
@@ -126,7 +114,7 @@ def test_new_field_is_added_and_a_field_turning_invisible_stops_updating(
     def add_score(document):
         _lead_fields(document).append({"name": "Score__c", "type": "double", "precision": 5, "scale": 1})
 
-    with private_org(data, _org_definition(tmp_path, add_score)) as org:
+    with private_org(data, org_definition(add_score)) as org:
         Salesforce(**org.salesforce_kwargs("admin")).Lead.update(lead, {"Score__c": 42.5})
         assert sync("lead")["updated"] == 1
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
@@ -144,7 +132,7 @@ def test_new_field_is_added_and_a_field_turning_invisible_stops_updating(
         profile = next(p for p in document["profiles"] if p["name"] == "Integration User")
         profile["hidden_fields"]["Lead"].append("Title")
 
-    with private_org(data, _org_definition(tmp_path, hide_title)) as org:
+    with private_org(data, org_definition(hide_title)) as org:
         Salesforce(**org.salesforce_kwargs("admin")).Lead.update(lead, {"Title": "CEO", "Score__c": 50})
         changed = sync("lead")
         assert changed["status"] == "merged" and changed["updated"] == 1, (
