@@ -246,7 +246,8 @@ def _guard_writes(
 ) -> list[str]:
     """(Re)attach the capture or refusal triggers when they are missing or their settings changed."""
     if bidirectional:
-        # The WHEN clauses spare the sync's own (bulk) writes even the trigger call.
+        # The WHEN clauses spare the sync's own (bulk) writes even the trigger call. Row triggers are AFTER
+        # ones: a BEFORE row trigger, even one that never fires, makes COPY insert row by row.
         createable = ",".join(c.name for c in columns if c.createable)
         updateable = ",".join(c.name for c in columns if c.updateable)
         deletes = "deletes" if allow_delete else "no-deletes"
@@ -256,31 +257,32 @@ def _guard_writes(
                 [sobject, deletes],
             ),
             "sfsync_writable": (
-                "BEFORE INSERT OR UPDATE", "ROW " + NOT_THE_SYNC, "sfsync.refuse_unwritable",
+                "AFTER INSERT OR UPDATE", "ROW " + NOT_THE_SYNC, "sfsync.refuse_unwritable",
                 [sobject, createable, updateable],
             ),
         }  # fmt: skip
     else:
         wanted = {
             "sfsync_refuse": (
-                "BEFORE INSERT OR UPDATE OR DELETE",
+                "AFTER INSERT OR UPDATE OR DELETE",
                 "ROW " + NOT_THE_SYNC,
                 "sfsync.refuse_write",
                 [sobject],
-            ),
+            ),  # fmt: skip
             "sfsync_refuse_truncate": ("BEFORE TRUNCATE", "STATEMENT", "sfsync.refuse_write", [sobject]),
         }
     present = {
-        name: (args, when)
-        for name, args, when in conn.execute(
-            "SELECT tgname, encode(tgargs, 'escape'), tgqual IS NOT NULL FROM pg_trigger"
+        name: (args, when, before)
+        for name, args, when, before in conn.execute(
+            "SELECT tgname, encode(tgargs, 'escape'), tgqual IS NOT NULL, tgtype & 2 = 2 FROM pg_trigger"
             " WHERE tgrelid = %s::regclass AND NOT tgisinternal",
             [f'{OBJECT_SCHEMA}."{table}"'],
         ).fetchall()
     }
     changed = []
     for name, (timing, level, function, args) in wanted.items():
-        if present.get(name) == ("".join(f"{a}\\000" for a in args), "WHEN" in level):
+        expected = ("".join(f"{a}\\000" for a in args), "WHEN" in level, timing.startswith("BEFORE"))
+        if present.get(name) == expected:
             continue
         conn.execute(
             sql.SQL("CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH {} EXECUTE FUNCTION {}({})").format(
