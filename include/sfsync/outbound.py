@@ -122,6 +122,9 @@ def _pending(conn: psycopg.Connection, entry: SyncObject) -> list[Change]:
     ).fetchone()
     if not (waiting and waiting[0]):  # also spares the first run, whose table does not exist yet
         return []
+    # A large edit fills the outbox faster than autovacuum counts it: without fresh statistics the planner
+    # takes 10,000 pending rows for one and joins them in nested loops (10 s instead of 0.1 s).
+    conn.execute("ANALYZE sfsync.outbox")
     query = warehouse.statement("state/pending_changes").format(
         table=sql.Identifier(OBJECT_SCHEMA, entry.table)
     )
