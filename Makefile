@@ -24,6 +24,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/dag_parse.py
 	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/full_load.py
+	$(BIN)/python bench/writeback.py
 	$(BIN)/python bench/localorg_query.py
 	$(BIN)/python bench/localorg_bulk.py
 
