@@ -200,7 +200,7 @@ def reconcile(
             )
             seen = _stage(conn, staging, ["id"], _source(sf, entry, soql.id_query(entry.sobject)))
             conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(sql.Identifier("sfsync", staging)))
-            conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+            warehouse.as_the_sync(conn)
             flagged = conn.execute(
                 sql.SQL(
                     "UPDATE {target} t SET isdeleted = true, {deleted_at} = coalesce(t.{deleted_at}, now()),"

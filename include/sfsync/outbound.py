@@ -471,8 +471,7 @@ class _Pusher:
         failed = [(c, o) for c, o in outcomes if not o.get("success")]
         table = sql.Identifier(OBJECT_SCHEMA, self.entry.table)
         with self.conn.transaction(), self.conn.cursor() as cursor:
-            # The sync's own write: not captured, so a new Id does not echo back as a change.
-            cursor.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+            warehouse.as_the_sync(self.conn)  # a new Id written back does not echo back as a change
             created = [(c.row_id, o["id"]) for c, o in done if c.operation == "insert"]
             cursor.execute(
                 sql.SQL(

@@ -314,6 +314,12 @@ def prepare_object_table(
     return columns
 
 
+def as_the_sync(conn: psycopg.Connection) -> None:
+    """Mark the rest of the caller's transaction as the sync's own writes: the write guards (capture for
+    write-back, refusal of other writers) skip them, so nothing echoes back to Salesforce."""
+    conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+
+
 def staging_table(table: str, run_id: str) -> str:
     """The per-run staging table of ``table`` (in schema sfsync), the same on every retry of the run."""
     return f"stage__{table}__{hashlib.sha1(run_id.encode()).hexdigest()[:10]}"
@@ -361,7 +367,7 @@ def copy_new(
     record whose Id the table holds fails the COPY (unique id), and the caller's transaction with it.
     """
     target = sql.Identifier(OBJECT_SCHEMA, table)
-    conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")  # as merge_staged
+    as_the_sync(conn)
     rows = _copy_csv(conn, target, names, pages)
     stamp = sql.SQL("UPDATE {} SET {} = now() WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
         target, sql.Identifier(DELETED_AT)
@@ -405,8 +411,7 @@ def merge_staged(conn: psycopg.Connection, table: str, staging: str, names: list
         deleted=sql.SQL("isdeleted" if "isdeleted" in names else "false"),
         on_conflict=_on_conflict(names) if holds_staged_ids(conn, target, staged) else sql.SQL(""),
     )
-    # The sync's own writes are marked for the write-back triggers, so they never echo back to Salesforce.
-    conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+    as_the_sync(conn)
     incoming, new, updated, deleted = conn.execute(query).fetchone()  # type: ignore[misc]
     return {"new": new, "updated": updated, "deleted": deleted, "skipped": incoming - new - updated - deleted}
 

@@ -10,6 +10,7 @@ from simple_salesforce import Salesforce
 from localorg.seed import Seeder, counts_for
 from localorg.store import Org
 from localorg.testing import next_second, sample_lead
+from sfsync import warehouse
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +190,7 @@ def test_an_insert_pushed_again_after_a_crash_finds_its_record_instead_of_creati
         ((first_id,),) = fetch(warehouse_url, "SELECT id FROM salesforce.lead WHERE lastname = 'Twin'")
         # The worker died after Salesforce created the record, before the new Id reached the row.
         with psycopg.connect(warehouse_url, autocommit=True) as conn, conn.transaction():
-            conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
+            warehouse.as_the_sync(conn)
             conn.execute("UPDATE salesforce.lead SET id = NULL WHERE lastname = 'Twin'")
             conn.execute("UPDATE sfsync.outbox SET pushed_at = NULL")
         sync("lead")
