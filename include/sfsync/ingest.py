@@ -20,7 +20,7 @@ from sfsync.salesforce import Salesforce
 
 #: In Bulk CSV an empty cell leaves a field unchanged; this sets it to null.
 NULL = "#N/A"
-#: Bytes of CSV per job: Salesforce takes 150 MB, the client refuses more than 100 MB.
+#: Bytes of CSV per job: Salesforce takes 150 MB once encoded for upload; 100 MB of CSV stays below that.
 MAX_UPLOAD_BYTES = 100_000_000
 
 
@@ -42,25 +42,17 @@ def run(
         return run(sf, sobject, operation, records[:half], key, types) | run(
             sf, sobject, operation, records[half:], key, types
         )
-    client = getattr(sf.client.bulk2, sobject)._client
-    job = client.create_job(operation, external_id_field=key if operation == "upsert" else None)
-    try:
-        client.upload_job_data(job["id"], data)
-        client.close_job(job["id"])
-        job = sf.wait_for_bulk_job("ingest", job["id"])
-    except Exception:
-        client.abort_job(job["id"], False)
-        raise
+    job = sf.bulk_ingest(sobject, operation, data, key if operation == "upsert" else None)
     total, failed = len(records), int(job.get("numberRecordsFailed") or 0)
     processed = int(job.get("numberRecordsProcessed") or 0)
     settled: dict[str, dict[str, Any]] = {}
     if failed:
-        for row in _rows(client.get_ingest_results(job["id"], "failedResults")):
+        for row in _rows(sf.ingest_results(job["id"], "failedResults")):
             settled[row[key]] = {"success": False, "errors": [_error(row["sf__Error"])]}
     if operation == "upsert" or processed < total:
         # New Ids, or a job that stopped early: only the successful results say which records went through.
         if processed > failed:
-            for row in _rows(client.get_ingest_results(job["id"], "successfulResults")):
+            for row in _rows(sf.ingest_results(job["id"], "successfulResults")):
                 settled[row[key]] = {"success": True, "id": row["sf__Id"]}
     else:
         settled = {str(r[key]): {"success": True, "id": r.get("Id")} for r in records} | settled
