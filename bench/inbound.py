@@ -98,7 +98,7 @@ def warehouse_side(url: str) -> tuple[float, float, float, float, int]:
         warehouse.ensure_table(conn, "lead", columns, bidirectional=True)
         started = time.perf_counter()
         with conn.transaction():
-            warehouse.copy_new(conn, "lead", names, ([page] for page in pages))
+            warehouse.copy_new(conn, "lead", names, ([page] for page in pages), exclusive=True)
         fast = time.perf_counter() - started
     return ours, fast, raw, download, raw_rows
 

@@ -124,14 +124,17 @@ def _copy_first(
 ) -> dict[str, Any] | None:
     """The whole run at once for a table without Ids (a first run): the Bulk results COPYed straight into
     it, finished as ``merge`` would finish it, in one transaction. None when a record's Id was in the table
-    after all: nothing stays, and the caller stages the results, read again, for ``merge``."""
+    after all: nothing stays, and the caller stages the results, read again, for ``merge``.
+
+    An empty table is locked for the copy, readers too, and its Id key built once after it: until this
+    transaction commits there is nothing for them to read but an empty table."""
     try:
         with conn.transaction():
             run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()  # waits for a twin
             assert run is not None
             if run[0] != "extracting":
                 return _recorded(run)
-            counters = warehouse.copy_new(conn, entry.table, names, results)
+            counters = warehouse.copy_new(conn, entry.table, names, results, exclusive=True)
             return _complete(conn, entry, key, run, counters, sf.meter.calls, staging)
     except psycopg.errors.UniqueViolation as error:
         log.info("%s: %s; staging and merging instead", entry.sobject, error.diag.message_detail)

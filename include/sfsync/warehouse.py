@@ -357,7 +357,11 @@ def copy_csv(
 
 
 def copy_new(
-    conn: psycopg.Connection, table: str, names: list[str], pages: Iterable[Iterable[bytes]]
+    conn: psycopg.Connection,
+    table: str,
+    names: list[str],
+    pages: Iterable[Iterable[bytes]],
+    exclusive: bool = False,
 ) -> dict[str, int]:
     """COPY CSV pages (as ``copy_csv``) straight into an object table none of whose Ids they hold, in the
     caller's transaction; return the counters ``merge_staged`` would.
@@ -365,15 +369,47 @@ def copy_new(
     The rows end up as the merge's plain inserts would leave them, without staging them first:
     ``_sfsync_synced_at`` from its default, ``_sfsync_deleted_at`` of the deleted ones set afterwards. A
     record whose Id the table holds fails the COPY (unique id), and the caller's transaction with it.
+    ``exclusive``: the caller may lock the table to the end of its transaction, so an empty table's key on
+    ``id`` is built once over the copied rows (see ``_drop_empty_id_key``).
     """
     target = sql.Identifier(OBJECT_SCHEMA, table)
     as_the_sync(conn)
+    restore = _drop_empty_id_key(conn, table) if exclusive else None
     rows = _copy_csv(conn, target, names, pages)
+    if restore is not None:
+        conn.execute(restore)  # a duplicate Id fails it as it would have failed the COPY
     stamp = sql.SQL("UPDATE {} SET {} = now() WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
         target, sql.Identifier(DELETED_AT)
     )
     deleted = conn.execute(stamp).rowcount if "isdeleted" in names else 0
     return {"new": rows - deleted, "updated": 0, "deleted": deleted, "skipped": 0}
+
+
+def _drop_empty_id_key(conn: psycopg.Connection, table: str) -> sql.Composed | None:
+    """Drop an empty table's unique key on ``id``; return the statement that adds it back.
+
+    Built once after a large COPY, the index costs a fraction of inserting that many random Ids into it
+    one by one (Postgres's advice for populating a database). Dropping it holds the table's ACCESS
+    EXCLUSIVE lock, readers' too, until the caller's transaction ends. None, and nothing dropped, where the
+    table has rows or another table's foreign key refers to the key.
+    """
+    target = sql.Identifier(OBJECT_SCHEMA, table)
+    found = conn.execute(
+        sql.SQL(
+            "SELECT c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND c.conkey = ARRAY[a.attnum]"
+            " WHERE c.conrelid = {table}::regclass AND a.attname = 'id' AND c.contype IN ('p', 'u')"
+            " AND NOT EXISTS (SELECT FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid)"
+            " AND NOT EXISTS (SELECT FROM {target})"
+        ).format(table=sql.Literal(f'{OBJECT_SCHEMA}."{table}"'), target=target)
+    ).fetchone()
+    if found is None:
+        return None
+    name, definition = found
+    constraint = sql.Identifier(name)
+    conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, constraint))
+    # The definition is the catalog's own text of the key (UNIQUE (id) or PRIMARY KEY (id)).
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, constraint, sql.SQL(definition))  # type: ignore[arg-type]
 
 
 def _copy_csv(

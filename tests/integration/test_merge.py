@@ -167,6 +167,50 @@ def test_copying_straight_into_a_table_without_those_ids_leaves_what_the_merge_l
         conn.execute("INSERT INTO salesforce.lead (id) VALUES ('00Q1')")
 
 
+def id_key(conn):
+    """The table's key on id: its name, definition and index (a rebuilt index is a new one)."""
+    return conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid), conindid FROM pg_constraint"
+        " WHERE conrelid = 'salesforce.lead'::regclass AND contype = 'u'"
+    ).fetchall()
+
+
+def test_a_copy_into_an_empty_table_may_build_its_id_key_once_afterwards(conn):
+    stamp = "2025-03-01T12:00:00.000Z"
+    rows = [("00Q1", False, stamp, "a@x.com"), ("00Q2", True, stamp, None), ("00Q3", False, stamp, None)]
+    fresh_lead_table(conn)
+    with conn.transaction():
+        plain = warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows))
+    expected, [(name, definition, index)] = whole_table(conn), id_key(conn)
+
+    fresh_lead_table(conn)
+    [(_, _, index)] = id_key(conn)
+    with conn.transaction():
+        assert warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True) == plain
+    assert whole_table(conn) == expected
+    [(rebuilt_name, rebuilt_definition, rebuilt)] = id_key(conn)
+    assert (rebuilt_name, rebuilt_definition) == (name, definition) and rebuilt != index, "built anew"
+
+    fresh_lead_table(conn)
+    key = id_key(conn)
+    with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+        warehouse.copy_new(conn, "lead", NAMES, csv_pages([*rows, rows[0]]), exclusive=True)
+    assert whole_table(conn) == [] and id_key(conn) == key, "a duplicate Id fails it all, key kept"
+
+    fresh_lead_table(conn)
+    key = id_key(conn)
+    conn.execute("CREATE TABLE public.lead_note (lead text REFERENCES salesforce.lead (id))")
+    try:  # another table's foreign key needs the key: it stays, and is filled row by row
+        with conn.transaction():
+            warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True)
+        assert whole_table(conn) == expected and id_key(conn) == key
+    finally:
+        conn.execute("DROP TABLE public.lead_note")
+    with conn.transaction():  # a table with rows keeps its key too
+        warehouse.copy_new(conn, "lead", NAMES, csv_pages([("00Q4", False, stamp, None)]), exclusive=True)
+    assert id_key(conn) == key
+
+
 def test_copying_into_a_table_that_holds_one_of_the_ids_fails_whole(conn):
     stamp = "2025-03-01T12:00:00.000Z"
     merge(conn, [("00Q1", False, stamp, "old@x.com")])
