@@ -376,12 +376,12 @@ def copy_new(
     as_the_sync(conn)
     restore = _drop_empty_id_key(conn, table) if exclusive else None
     rows = _copy_csv(conn, target, names, pages)
-    if restore is not None:
-        conn.execute(restore)  # a duplicate Id fails it as it would have failed the COPY
     stamp = sql.SQL("UPDATE {} SET {} = now() WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
         target, sql.Identifier(DELETED_AT)
     )
     deleted = conn.execute(stamp).rowcount if "isdeleted" in names else 0
+    if restore is not None:  # after the stamps, which then need no entries in it
+        conn.execute(restore)  # a duplicate Id fails it as it would have failed the COPY
     return {"new": rows - deleted, "updated": 0, "deleted": deleted, "skipped": 0}
 
 
