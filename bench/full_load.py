@@ -89,7 +89,7 @@ def run(size: int, slice_days: float, root: Path) -> tuple[int, float]:
         rss = peak_rss_mb()
         baseline = raw_copy_seconds(pg.url(), root)
         rate = rows / seconds
-        print(f"  full load: {rows:,} rows in {slices} slices, {seconds:.1f} s, {rate:,.0f} rows/s")
+        print(f"  slice by slice: {rows:,} rows, {slices} slices, {seconds:.1f} s, {rate:,.0f} rows/s")
         print(f"  raw COPY of the same rows: {baseline:.1f} s ({rows / baseline:,.0f} rows/s)")
         print(f"  ratio to raw COPY: {seconds / baseline:.1f}x; API calls: {calls}; peak RSS: {rss:.0f} MB")
         print("  where the time goes:")
@@ -102,7 +102,8 @@ def run(size: int, slice_days: float, root: Path) -> tuple[int, float]:
         pooled = time.perf_counter() - started
         print(
             f"  as the DAG runs it, {POOL_SLOTS} slices at a time (the salesforce_api pool):"
-            f" {pooled:.1f} s, {rows / pooled:,.0f} rows/s, {pooled / baseline:.1f}x raw COPY"
+            f" {pooled:.1f} s, {rows / pooled:,.0f} rows/s, {pooled / baseline:.1f}x raw COPY,"
+            f" peak RSS {peak_rss_mb():.0f} MB"
         )
         return rows, seconds
 
