@@ -28,7 +28,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from itertools import accumulate, islice
+from itertools import accumulate, islice, pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ _FETCH_ROWS = 5_000
 # OFFSET, skips the rows before its own without formatting them).
 _SLICE_ROWS = 10_000
 _SLICES = max(2, min(4, os.cpu_count() or 1))
+_SAMPLE_EVERY = 64  # a range-sliced result is cut where one row in this many (by rowid) puts it
 _TABLE_SCAN = re.compile(r"SCAN (TABLE \S+ AS )?t")  # a query plan's step: the query's table in rowid order
 _READ_BYTES = 1 << 20
 _FINAL_STATES = ("JobComplete", "Failed", "Aborted")
@@ -375,16 +376,26 @@ class BulkJobs:
 
         Where ``sql`` scans the table in rowid order (the result's order), the slices are OFFSET and LIMIT
         of it, the result counted first: a slice skips the rows before its own as cheaply as SQLite steps
-        through the table. Any other way (through an index, or sorting in a temporary B-tree) would make
-        each slice find again every row before its own, or sort the formatted lines of the whole result:
-        the result's rowids are read in order instead (the REST query's statement, which reads only the
-        columns it tests and sorts no more than the rowids), and each slice formats its share of them,
-        looked up by rowid. Either way, a job reads only its own rows wherever an index finds them.
+        through the table. Where an index gives the result's order by its first key (a delta's
+        SystemModstamp), the slices are ranges of that key, cut where a sample of the result puts them:
+        each slice finds and formats its own rows, and no step reads the whole result alone. Any other way
+        (OFFSET through an index, or sorting in a temporary B-tree) would make each slice find again every
+        row before its own, or sort the formatted lines of the whole result: the result's rowids are read
+        in order instead (the REST query's statement, which reads only the columns it tests and sorts no
+        more than the rowids), and each slice formats its share of them, looked up by rowid. Every way, a
+        job reads only its own rows wherever an index finds them.
         """
         steps = [step[-1] for step in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
-        if _TABLE_SCAN.fullmatch(steps[0]) and not any("TEMP B-TREE" in step for step in steps):
+        ordered = not any("TEMP B-TREE" in step for step in steps)
+        if _TABLE_SCAN.fullmatch(steps[0]) and ordered:
             total = plan.count_rows(conn)
             return [(sql, [*params[:-2], limit, offset]) for offset, limit in _slice_bounds(total)]
+        if plan.leading and ordered and plan.limit is None and not plan.offset:
+            sample = plan.leading_sample(conn, _SAMPLE_EVERY)
+            slices = len(_slice_bounds(len(sample) * _SAMPLE_EVERY))
+            cuts = sorted({sample[len(sample) * i // slices] for i in range(1, slices)} - {None})
+            bounds = [None, *cuts, None]
+            return [plan.csv(delimiter, low, high)[1:] for low, high in pairwise(bounds)]
         rowids = plan.rowids(conn, export=True)
         by_rowid, extra = plan.csv_by_rowid(delimiter)
         return [

@@ -16,6 +16,7 @@ treats rows purged mid-cursor is not documented.)
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -37,6 +38,7 @@ MAX_OFFSET = 2000
 _PRINTF_ARGS = 120  # SQLite functions take at most 127 arguments (one is the format)
 _LIVE_ROWS = 't."IsDeleted" = 0'  # the condition of query (not queryAll)
 _WHOLE = 2_147_483_647  # a printf precision that takes a whole value
+_COLUMN = re.compile(r't\."[^"]+"')  # a column of the queried object's own row
 CURSOR_TTL_SECONDS = 15 * 60
 CURSORS_PER_USER = 10  # Salesforce releases a user's oldest cursor when an 11th opens
 _CUSTOM_HINT = (
@@ -87,6 +89,9 @@ class Plan:
     order_sql: str
     limit: int | None
     offset: int | None
+    # The first ORDER BY key where it is a stored column of the object itself, ascending, nulls first
+    # (``t."SystemModstamp"``): the result is then ordered by ranges of it, and can be read range by range.
+    leading: str | None = None
 
     def rowids(self, conn: Any, export: bool = False) -> array[int]:
         """The ordered rowids of the whole result (LIMIT and OFFSET applied); ``export``: tested as ``csv``
@@ -108,19 +113,36 @@ class Plan:
             params += [-1 if self.limit is None else self.limit, self.offset or 0]
         return int(conn.execute(f"SELECT COUNT(*) FROM ({inner})", params).fetchone()[0])
 
-    def csv(self, delimiter: str) -> tuple[list[str], str, list[Any]]:
+    def csv(self, delimiter: str, low: Any = None, high: Any = None) -> tuple[list[str], str, list[Any]]:
         """Bulk API 2.0 CSV: (header, SQL, parameters); the SQL yields each result row as one CSV line.
 
         Salesforce's Bulk CSV quotes every value and prints nulls as empty fields, booleans as
         true/false and datetimes as 2024-01-01T00:00:00.000Z. SQLite builds the line (UTF-8 bytes) with
         printf, so a million-row export costs one bytes object per row in Python. The last two parameters
-        are LIMIT (-1: none) and OFFSET, so a job can read its result in slices.
+        are LIMIT (-1: none) and OFFSET, so a job can read its result in slices; ``low`` and ``high`` keep
+        the rows whose ``leading`` key is in [low, high) instead (nulls with the first range).
         """
         header, line = self._csv_line(delimiter)
-        sql = f"SELECT {line} FROM {quote(self.obj.name)} t{self.join_sql} WHERE {self._export_where()}"
+        where, bounds = self._export_where(), []
+        if low is not None:
+            where += f" AND {self.leading} >= ?"
+            bounds.append(low)
+        if high is not None:
+            where += f" AND ({self.leading} < ?{f' OR {self.leading} IS NULL' if low is None else ''})"
+            bounds.append(high)
+        sql = f"SELECT {line} FROM {quote(self.obj.name)} t{self.join_sql} WHERE {where}"
         sql += f" {self.order_sql} LIMIT ? OFFSET ?"
-        params = [*self.join_params, *self.where_params, -1 if self.limit is None else self.limit, 0]
-        return header, sql, params
+        limit = -1 if self.limit is None else self.limit
+        return header, sql, [*self.join_params, *self.where_params, *bounds, limit, 0]
+
+    def leading_sample(self, conn: Any, every: int) -> list[Any]:
+        """The ``leading`` keys (nulls first), in order, of the export's rows whose rowid is a multiple of
+        ``every``: tested on the index entries, so the rest of the rows are never read."""
+        sql = (
+            f"SELECT {self.leading} FROM {quote(self.obj.name)} t{self.join_sql} WHERE t.rowid % ? = 0"
+            f" AND {self._export_where()} ORDER BY {self.leading}"
+        )
+        return [row[0] for row in conn.execute(sql, [*self.join_params, every, *self.where_params])]
 
     def _export_where(self) -> str:
         # An export reads every column of its rows: the IsDeleted index (a SEARCH in SystemModstamp order,
@@ -268,6 +290,7 @@ class _Compiler:
         self.join_params: list[Any] = []
         self.join_sql = ""
         self.params: list[Any] = []
+        self.leading: str | None = None
 
     def error(self, pos: int, code: str, message: str) -> SalesforceError:
         if self.source is None:
@@ -426,6 +449,8 @@ class _Compiler:
         return text
 
     def order(self, items: tuple[soql.OrderItem, ...]) -> str:
+        """The ORDER BY clause; ``self.leading`` its first key where that is a stored column of the object
+        itself, ascending, nulls first, compared as stored."""
         parts = []
         descending = False
         for item in items:
@@ -439,6 +464,8 @@ class _Compiler:
             collate = " COLLATE NOCASE" if f.kind == "text" and f.type not in ("id", "reference") else ""
             direction = "DESC" if item.descending else "ASC"
             parts.append(f"{sql}{collate} {direction} NULLS {'FIRST' if item.nulls_first else 'LAST'}")
+            if len(parts) == 1 and _COLUMN.fullmatch(sql) and f.formula is None and not collate:
+                self.leading = sql if direction == "ASC" and item.nulls_first else None
             descending = item.descending
         if not parts or not parts[-1].startswith("t.rowid"):
             parts.append(f"t.rowid {'DESC' if descending else 'ASC'}")  # a total order keeps cursors stable
@@ -502,6 +529,7 @@ class QueryEngine:
             order_sql,
             parsed.limit,
             parsed.offset,
+            c.leading,
         )
 
     def execute(

@@ -348,6 +348,39 @@ def test_a_range_job_reads_its_own_rows_not_the_table(tmp_path: Path) -> None:
             assert not any("TEMP B-TREE" in s for s in steps), steps  # lines come in their rowids' order
 
 
+def test_a_result_ordered_by_an_indexed_field_is_read_in_ranges_of_it(tmp_path: Path) -> None:
+    """A delta's order (SystemModstamp, Id) comes from its index: the slices are ranges of SystemModstamp,
+    each reading its own rows, and together they are the single statement's lines, in its order, even where
+    thousands of records share the stamp a range starts at, or (ConvertedAccountId) have none."""
+    org = Org(tmp_path / "org", load_org())
+    owners = sorted(u.id for u in org.users.values())
+    total, start = 60_000, 1_735_689_600_000
+    conn = org.conn()
+    conn.execute("BEGIN")
+    conn.execute(
+        f"""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {total})
+        INSERT INTO "Lead" (rowid, "Id", "OwnerId", "LastName", "Company", "Status", "CreatedDate",
+            "LastModifiedDate", "SystemModstamp", "ConvertedAccountId")
+        SELECT i, printf('00Q8c%013dAAA', i), json_extract(?, printf('$[%d]', i % ?)), 'L' || i, 'C', 'Open',
+            ?, ?, ? + (i * 7919) % 5 * 1000, CASE WHEN i % 3 > 0 THEN printf('0018c%013dAAA', i % 7) END
+        FROM n""",
+        [json.dumps(owners), len(owners), start, start, start],
+    )
+    conn.execute("COMMIT")
+    org = Org(tmp_path / "org", load_org())
+    conn = org.conn()
+    user = org.users["integration@localorg.test"]
+    for order in ("SystemModstamp, Id", "ConvertedAccountId, Id"):
+        soql = f"SELECT Id, SystemModstamp, ConvertedAccountId FROM Lead ORDER BY {order}"
+        plan = QueryEngine(org).compile(user, soql, True)
+        _, sql, params = plan.csv(",")
+        whole = [row[0] for row in conn.execute(sql, params)]
+        reads = BulkJobs._reads(conn, plan, ",", sql, params)
+        assert len(reads) > 1 and all(f"{plan.leading} >= ?" in s or "IS NULL" in s for s, _ in reads)
+        sliced = [row[0] for read_sql, read_params in reads for row in conn.execute(read_sql, read_params)]
+        assert sliced == whole and len(whole) > total // 2, order
+
+
 def test_held_status_polls_take_no_request_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A running job's status polls wait on the event loop: more of them than the threads that run requests
     (anyio's 40) leave every other request answered at once. Each answers when the job ends; a job that
