@@ -376,12 +376,12 @@ def copy_new(
     as_the_sync(conn)
     restore = _drop_empty_id_key(conn, table) if exclusive else None
     rows = _copy_csv(conn, target, names, pages)
+    if restore is not None:  # before the stamps: an inbound-only table's key is its replica identity
+        conn.execute(restore)  # a duplicate Id fails it as it would have failed the COPY
     stamp = sql.SQL("UPDATE {} SET {} = now() WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
         target, sql.Identifier(DELETED_AT)
     )
     deleted = conn.execute(stamp).rowcount if "isdeleted" in names else 0
-    if restore is not None:  # after the stamps, which then need no entries in it
-        conn.execute(restore)  # a duplicate Id fails it as it would have failed the COPY
     return {"new": rows - deleted, "updated": 0, "deleted": deleted, "skipped": 0}
 
 
@@ -391,7 +391,8 @@ def _drop_empty_id_key(conn: psycopg.Connection, table: str) -> sql.Composed | N
     Built once after a large COPY, the index costs a fraction of inserting that many random Ids into it
     one by one (Postgres's advice for populating a database). Dropping it holds the table's ACCESS
     EXCLUSIVE lock, readers' too, until the caller's transaction ends. None, and nothing dropped, where the
-    table has rows or another table's foreign key refers to the key.
+    table has rows, another table's foreign key refers to the key, or its index is one a user chose as the
+    table's replica identity or CLUSTER order (which the rebuilt one would not be).
     """
     target = sql.Identifier(OBJECT_SCHEMA, table)
     found = conn.execute(
@@ -400,6 +401,8 @@ def _drop_empty_id_key(conn: psycopg.Connection, table: str) -> sql.Composed | N
             " JOIN pg_attribute a ON a.attrelid = c.conrelid AND c.conkey = ARRAY[a.attnum]"
             " WHERE c.conrelid = {table}::regclass AND a.attname = 'id' AND c.contype IN ('p', 'u')"
             " AND NOT EXISTS (SELECT FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid)"
+            " AND NOT EXISTS (SELECT FROM pg_index i WHERE i.indexrelid = c.conindid"
+            " AND (i.indisreplident OR i.indisclustered))"
             " AND NOT EXISTS (SELECT FROM {target})"
         ).format(table=sql.Literal(f'{OBJECT_SCHEMA}."{table}"'), target=target)
     ).fetchone()

@@ -210,6 +210,37 @@ def test_a_copy_into_an_empty_table_may_build_its_id_key_once_afterwards(conn):
         warehouse.copy_new(conn, "lead", NAMES, csv_pages([("00Q4", False, stamp, None)]), exclusive=True)
     assert id_key(conn) == key
 
+    fresh_lead_table(conn)
+    conn.execute("ALTER TABLE salesforce.lead CLUSTER ON lead_id_key")
+    key = id_key(conn)
+    with conn.transaction():  # a user's CLUSTER order stays what it was
+        warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True)
+    assert id_key(conn) == key
+
+
+def test_an_inbound_only_tables_primary_key_is_rebuilt_before_the_deletes_are_stamped(conn):
+    conn.execute("DROP TABLE IF EXISTS salesforce.account")
+    warehouse.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
+    key = (
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'salesforce.account'::regclass AND contype IN ('p', 'u')"
+    )
+    before = conn.execute(key).fetchall()
+    conn.execute(
+        "CREATE PUBLICATION sfsync_test_all FOR ALL TABLES"
+    )  # updates then need the replica identity
+    try:
+        rows = [("0011", True, "2025-03-01T12:00:00Z", None), ("0012", False, "2025-03-01T12:00:00Z", None)]
+        with conn.transaction():
+            copied = warehouse.copy_new(conn, "account", NAMES, csv_pages(rows), exclusive=True)
+    finally:
+        conn.execute("DROP PUBLICATION sfsync_test_all")
+    assert copied == {"new": 1, "updated": 0, "deleted": 1, "skipped": 0}
+    assert conn.execute(key).fetchall() == before == [("account_pkey", "PRIMARY KEY (id)")]
+    assert conn.execute(
+        "SELECT id, _sfsync_deleted_at IS NOT NULL FROM salesforce.account ORDER BY id"
+    ).fetchall() == [("0011", True), ("0012", False)]
+
 
 def test_copying_into_a_table_that_holds_one_of_the_ids_fails_whole(conn):
     stamp = "2025-03-01T12:00:00.000Z"
