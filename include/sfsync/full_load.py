@@ -36,13 +36,15 @@ def plan(
     sf_conn_id: str,
     wh_conn_id: str,
 ) -> list[dict[str, str]]:
-    """Register this run's slices (once: a retried plan returns the same ones) and return them."""
+    """Register this run's slices and return them. An object is planned once: a plan retried after failing
+    halfway keeps the slices (and hand-over watermarks) of the objects it had planned, and plans the rest."""
     registry = load_registry()
     entries = [registry.get(name) for name in objects] if objects else list(registry.enabled())
     with warehouse.connect(wh_conn_id) as conn:
-        if not _slices(conn, run_id):
+        known = {piece["sobject"] for piece in _slices(conn, run_id)}
+        if missing := [entry for entry in entries if entry.sobject not in known]:
             sf = Salesforce(sf_conn_id)
-            for entry in entries:
+            for entry in missing:
                 _plan_object(conn, sf, entry, slice_days, interval, run_id)
         planned = _slices(conn, run_id)
     log.info("full load %s: %d slices over %d objects", run_id, len(planned), len(entries))
@@ -122,6 +124,8 @@ def finish(run_id: str, wh_conn_id: str) -> dict[str, Any]:
             " FROM sfsync.full_load_slices WHERE run_id = %s GROUP BY sobject ORDER BY sobject",
             [run_id],
         ).fetchall()
+        if not per_object:  # every object gets a slice, if only an empty one: the plan never ran
+            raise RuntimeError(f"full load {run_id} has no slices: its plan_slices task did not succeed")
         for sobject, complete, candidate, _ in per_object:
             if complete:
                 conn.execute(

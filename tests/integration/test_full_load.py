@@ -136,6 +136,37 @@ def test_a_failed_slice_is_retried_and_failures_are_reported(private_org, migrat
         )
 
 
+def test_a_plan_that_failed_halfway_plans_the_rest_and_an_unplanned_run_fails_its_hand_over(
+    private_org, migrated
+):
+    with private_org() as org:
+        run_id = "manual__halfway"
+        describe_fails = {"kind": "http_500", "route": "sobjects/Lead/describe", "count": 100}
+        assert org.admin("faults", describe_fails)[0] == 200
+        with pytest.raises(Exception, match="500"):
+            full_load.plan(["Contact", "Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        org.admin("faults", None, method="DELETE")
+        with psycopg.connect(migrated) as conn:
+            planned = conn.execute(
+                "SELECT sobject, slice_start, watermark FROM sfsync.full_load_slices WHERE run_id = %s",
+                [run_id],
+            ).fetchall()
+        assert {sobject for sobject, *_ in planned} == {"Contact"}
+
+        pieces = full_load.plan(["Contact", "Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert {p["sobject"] for p in pieces} == {"Contact", "Lead"}, "the retry plans what was missing"
+        with psycopg.connect(migrated) as conn:
+            contact = conn.execute(
+                "SELECT sobject, slice_start, watermark FROM sfsync.full_load_slices"
+                " WHERE run_id = %s AND sobject = 'Contact'",
+                [run_id],
+            ).fetchall()
+        assert contact == planned, "and keeps what it had planned, watermark included"
+
+        with pytest.raises(RuntimeError, match="has no slices: its plan_slices task did not succeed"):
+            full_load.finish("manual__never_planned", WAREHOUSE_CONN_ID)
+
+
 def test_airflow_backfill_plans_one_full_load_run_per_day(airflow_db):
     def airflow(*args: str) -> str:
         return subprocess.run(
