@@ -193,6 +193,10 @@ def reconcile(
                 "status": "not due",
                 "next": (last[0] + timedelta(hours=settings.reconcile_every_hours)).isoformat(),
             }
+        # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
+        if full_load_run := full_load.in_progress(conn, entry.sobject):
+            log.info("%s: reconciliation waits for the full load %s to finish", entry.sobject, full_load_run)
+            return {"status": f"waiting for full load {full_load_run}"}
         sf = Salesforce(sf_conn_id)
         key = {"run_id": run_id, "sobject": entry.sobject, "direction": RECONCILE}
         staging = warehouse.staging_table(entry.table, f"{run_id}/ids")

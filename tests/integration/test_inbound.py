@@ -16,7 +16,7 @@ from simple_salesforce import Salesforce
 
 from localorg.store import Org
 from localorg.testing import sample_lead
-from sfsync import inbound, salesforce, warehouse
+from sfsync import full_load, inbound, salesforce, warehouse
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.registry import load_registry
 from sfsync.warehouse import migrate
@@ -265,6 +265,14 @@ def test_lifecycle_deletes_undeletes_merges_conversions_and_purges(
         admin.Lead.delete(leads[5])
         assert org.admin("purge", {"ids": [leads[5]]})[0] == 200  # deleted and purged between two runs
         sync("lead")
+        full_load.plan(["Lead"], 30, None, "manual__loading", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        waiting = inbound.reconcile(
+            load_registry().get("Lead"), load_registry().settings, "manual__early", SALESFORCE_CONN_ID,
+            WAREHOUSE_CONN_ID, force=True,
+        )  # fmt: skip
+        assert waiting == {"status": "waiting for full load manual__loading"}, "its slices are not listed"
+        with pytest.raises(RuntimeError, match="1 slices failed"):
+            full_load.finish("manual__loading", WAREHOUSE_CONN_ID)
         flagged = inbound.reconcile(
             load_registry().get("Lead"), load_registry().settings, "manual__reconcile", SALESFORCE_CONN_ID,
             WAREHOUSE_CONN_ID, force=True,
