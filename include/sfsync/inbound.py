@@ -159,9 +159,10 @@ def _complete(
     warehouse.drop_staging(conn, staging)  # also one an earlier attempt left
     finished = _recorded(conn.execute(warehouse.statement("state/find_run"), key).fetchone())
     log.info(
-        "%s: %d new, %d updated, %d deleted, %d skipped (unchanged), 0 failed; %d API calls; window [%s, %s)",
+        "%s: %d new, %d updated, %d deleted, %d skipped (unchanged), 0 failed; %d API calls;"
+        " window [%s, %s); %.1f s",
         entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["skipped"],
-        finished["api_calls"], window_start, window_end,
+        finished["api_calls"], window_start, window_end, finished["seconds"],
     )  # fmt: skip
     return finished
 
@@ -169,7 +170,7 @@ def _complete(
 def _recorded(run: tuple | None) -> dict[str, Any]:
     """A finished run's status and counters, from its ``state/find_run`` row."""
     assert run is not None
-    names = ("status", "new", "updated", "deleted", "skipped", "failed", "api_calls")
+    names = ("status", "new", "updated", "deleted", "skipped", "failed", "api_calls", "seconds")
     return dict(zip(names, (run[0], *run[3:]), strict=True))
 
 

@@ -1,4 +1,5 @@
+-- Wall-clock times (clock_timestamp): a run may start, and finish, inside one long transaction.
 UPDATE sfsync.sync_runs
 SET status = %(status)s, new = %(new)s, updated = %(updated)s, deleted = %(deleted)s, skipped = %(skipped)s,
-    failed = %(failed)s, api_calls = api_calls + %(api_calls)s, finished_at = now(), message = %(message)s
+    failed = %(failed)s, api_calls = api_calls + %(api_calls)s, finished_at = clock_timestamp(), message = %(message)s
 WHERE run_id = %(run_id)s AND sobject = %(sobject)s AND direction = %(direction)s
