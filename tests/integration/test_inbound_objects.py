@@ -3,6 +3,8 @@ cannot see), through creates, changes, deletes, undeletes, merges and conversion
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 from simple_salesforce import Salesforce
 
@@ -34,11 +36,34 @@ def test_object_table_equals_what_the_integration_user_sees(sobject, seeded_org,
     assert first["status"] == "merged"
     assert matches_org(sobject, integration) == first["new"] + first["deleted"]
 
-    activity = Activity(Org(seeded_org.data_dir, seeded_org.definition), seed=hash(sobject) % 1000)
+    activity = Activity(Org(seeded_org.data_dir, seeded_org.definition), seed=zlib.crc32(sobject.encode()))
     for _ in range(60):
         activity.step()
-    sync(sobject.lower())
+    touched = touch(Salesforce(**seeded_org.salesforce_kwargs("admin")), integration, sobject)
+    changed = sync(sobject.lower())
+    assert changed["updated"] >= touched, "every updateable object changes, not only the activity's"
     matches_org(sobject, integration)
 
     idle = sync(sobject.lower())
     assert (idle["new"], idle["updated"], idle["deleted"]) == (0, 0, 0), "a run with no change writes nothing"
+
+
+def touch(admin: Salesforce, integration: Salesforce, sobject: str) -> int:
+    """Update a text or picklist field of up to three records the integration user sees (records the
+    org lets one update); return how many."""
+    described = admin.restful(f"sobjects/{sobject}/describe")
+    if not described["updateable"]:
+        return 0
+    field = next(
+        f
+        for f in described["fields"]
+        if f["type"] in ("string", "textarea", "picklist") and f["updateable"] and not f["unique"]
+        and not f["externalId"]
+    )  # fmt: skip
+    where = " WHERE IsConverted = false" if sobject == "Lead" else ""
+    records = integration.query(f"SELECT Id FROM {sobject}{where} ORDER BY Id LIMIT 3")["records"]
+    for i, record in enumerate(records):
+        picklist = [v["value"] for v in field["picklistValues"] if v["active"]]
+        value = picklist[i % len(picklist)] if picklist else f"Touched {i}"[: field["length"]]
+        getattr(admin, sobject).update(record["Id"], {field["name"]: value})
+    return len(records)
