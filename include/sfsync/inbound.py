@@ -65,6 +65,18 @@ def extract(
         describe, probe = sf.describe_and_query(entry.sobject, asked, entry.page_size)
         columns = warehouse.prepare_object_table(conn, entry, describe)
         fields = [c.field for c in columns]
+        reread = bool(known and low is not None and set(fields) - set(known))
+        if reread:
+            # A field new to the sync (created, made visible, or added to the registry) holds values in
+            # records that will not change for it: this run reads every record again, and the merge fills the
+            # column in. The run's window says so, for its retries.
+            low = None
+            conn.execute(
+                "UPDATE sfsync.sync_runs SET window_start = NULL WHERE run_id = %(run_id)s"
+                " AND sobject = %(sobject)s AND direction = %(direction)s",
+                key,
+            )
+            log.info("%s: new fields %s: reading every record again", entry.sobject, set(fields) - set(known))
         if known != fields:
             conn.execute(
                 warehouse.statement("state/remember_fields"), {"sobject": entry.sobject, "fields": fields}
@@ -72,7 +84,7 @@ def extract(
         names = [c.name for c in columns]
         staging = warehouse.staging_table(entry.table, run_id)
         query = soql.delta_query(entry.sobject, fields, entry.cursor_field, low, upper)
-        if probe is not None and probe["records"] and asked != query:  # records with the old field list
+        if probe is not None and (reread or (probe["records"] and asked != query)):  # not this query's
             probe = None
         source = _source(sf, entry, query, probe)
         if isinstance(source, BulkResults) and not warehouse.holds_ids(conn, entry.table):

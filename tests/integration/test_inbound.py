@@ -148,6 +148,44 @@ def test_new_field_is_added_and_a_field_turning_invisible_stops_updating(
         assert row == ("CTO", decimal.Decimal("50.0")), "the hidden column keeps its last visible value"
 
 
+def test_a_field_made_visible_is_filled_in_on_records_that_do_not_change(
+    sync, private_org, org_definition, matches_org, warehouse_url, tmp_path
+):
+    data = tmp_path / "org"
+    with private_org(data) as org:
+        store = _store(org)
+        hour_ago = _ms(dt.datetime.now(dt.UTC)) - 3_600_000  # before the lookback of every later run
+        with store.write(store.users["admin@localorg.test"], at=hour_ago) as txn:
+            leads = [
+                store.save(txn, store.schema.objects["lead"], sample_lead(Internal_Rating__c="ABC"[i]))
+                for i in range(3)
+            ]
+        sync("lead")
+
+    def show_rating(document):
+        profile = next(p for p in document["profiles"] if p["name"] == "Integration User")
+        profile["hidden_fields"]["Lead"].remove("Internal_Rating__c")
+
+    registry = load_registry()
+    entry, run_id = registry.get("Lead"), "manual__rating"
+    with private_org(data, org_definition(show_rating)) as org:
+        first = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        # The worker dies before the merge; the retry reads every record again too, though the field list
+        # is the remembered one by now.
+        retried = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert first["rows"] == retried["rows"] >= 3
+        merged = inbound.merge(entry, run_id, retried, WAREHOUSE_CONN_ID)
+        assert merged["updated"] >= 3, "no record changed, every one gets the field"
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+        with psycopg.connect(warehouse_url) as conn:
+            rated = conn.execute(
+                "SELECT id, internal_rating__c FROM salesforce.lead WHERE id = ANY(%s) ORDER BY id", [leads]
+            ).fetchall()
+        assert rated == sorted((lead, "ABC"[i]) for i, lead in enumerate(leads))
+        idle = sync("lead")
+        assert (idle["new"], idle["updated"], idle["api_calls"]) == (0, 0, 1), "then back to deltas"
+
+
 def test_crash_between_extraction_and_merge_then_retry(private_org, warehouse_url, matches_org):
     registry = load_registry()
     entry, run_id = registry.get("Lead"), "manual__crash-test"
