@@ -65,23 +65,46 @@ def test_full_load_dag_copies_every_object(dagbag, private_org, tmp_path, matche
 def test_changes_during_the_load_arrive_after_the_hand_over(sync, private_org, migrated, matches_org):
     with private_org() as org:
         admin = Salesforce(**org.salesforce_kwargs("admin"))
-        old = [admin.Lead.create(sample_lead(LastName=f"Old{i}"))["id"] for i in range(5)]
+        store = Org(org.data_dir, org.definition)
+        now = dt.datetime.now(dt.UTC)
+        created = {}
+        for days in (60, 10):  # two slices of 30 days
+            at = int((now - dt.timedelta(days=days)).timestamp() * 1000)
+            with store.write(store.users["admin@localorg.test"], at=at) as txn:
+                created[days] = [
+                    store.save(txn, store.schema.objects["lead"], sample_lead(LastName=f"Old{days}.{i}"))
+                    for i in range(3)
+                ]
         run_id = "manual__during"
-        pieces = full_load.plan(["Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        # While the copy runs: Salesforce changes, and the incremental DAG waits its turn.
-        admin.Lead.update(old[0], {"Title": "Changed during the load"})
-        admin.Lead.delete(old[1])
-        created = admin.Lead.create(sample_lead(LastName="NewDuringLoad"))["id"]
+        first, *rest = full_load.plan(["Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert rest, "more than one slice"
+        full_load.copy_slice(first, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        # While the copy runs: records of the slice already copied change, and so do records of slices to
+        # come; a record is created; the incremental DAG waits its turn.
+        admin.Lead.update(created[60][0], {"Title": "Changed after its slice"})
+        admin.Lead.delete(created[60][1])
+        admin.Lead.update(created[10][0], {"Title": "Changed before its slice"})
+        new = admin.Lead.create(sample_lead(LastName="NewDuringLoad"))["id"]
         assert sync("lead")["status"] is None, "the incremental run waited: no run of its own was recorded"
-        for piece in pieces:
+        for piece in rest:
             full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         full_load.finish(run_id, WAREHOUSE_CONN_ID)
         sync("lead")
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
         with psycopg.connect(migrated) as conn:
-            assert conn.execute(
-                "SELECT count(*) FROM salesforce.lead WHERE id = %s", [created]
-            ).fetchone() == (1,)
+            rows = {
+                lead: (title, deleted)
+                for lead, title, deleted in conn.execute(
+                    "SELECT id, title, isdeleted FROM salesforce.lead WHERE id = ANY(%s)",
+                    [[created[60][0], created[60][1], created[10][0], new]],
+                )
+            }
+        assert rows == {
+            created[60][0]: ("Changed after its slice", False),
+            created[60][1]: (rows[created[60][1]][0], True),
+            created[10][0]: ("Changed before its slice", False),
+            new: (None, False),
+        }
 
 
 def test_backfill_slices_copy_their_days_and_hand_over(private_org, migrated, matches_org):
