@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 INBOUND, RECONCILE = "inbound", "reconcile"
 BULK_PAGE_RECORDS = 50_000
+_IDS_PER_QUERY = 200  # Ids in one SOQL IN list: 200 keep a query far below SOQL's 100,000 characters
 
 
 def extract(
@@ -65,7 +66,8 @@ def extract(
         describe, probe = sf.describe_and_query(entry.sobject, asked, entry.page_size)
         columns = warehouse.prepare_object_table(conn, entry, describe)
         fields = [c.field for c in columns]
-        reread = bool(known and low is not None and set(fields) - set(known))
+        added = set(fields) - set(known or fields)
+        reread = bool(added and low is not None)
         if reread:
             # A field new to the sync (created, made visible, or added to the registry) holds values in
             # records that will not change for it: this run reads every record again, and the merge fills the
@@ -76,7 +78,7 @@ def extract(
                 " AND sobject = %(sobject)s AND direction = %(direction)s",
                 key,
             )
-            log.info("%s: new fields %s: reading every record again", entry.sobject, set(fields) - set(known))
+            log.info("%s: new fields %s: reading every record again", entry.sobject, ", ".join(sorted(added)))
         if known != fields:
             conn.execute(
                 warehouse.statement("state/remember_fields"), {"sobject": entry.sobject, "fields": fields}
@@ -194,10 +196,14 @@ def reconcile(
     wh_conn_id: str,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Flag rows whose Id Salesforce no longer returns, even through queryAll; runs when due."""
+    """Compare every Id with Salesforce, both ways; runs when due. Rows whose Id Salesforce no longer
+    returns, even through queryAll (hard deletes, purges, records turned invisible), are flagged as deleted;
+    records the table lacks, or holds as deleted while Salesforce shows them live (turned visible, say by
+    a sharing rule, without changing), are read and merged: no delta would ever bring them."""
     with warehouse.connect(wh_conn_id) as conn:
         last = conn.execute(
-            "SELECT last_reconciled_at, now() FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject]
+            "SELECT last_reconciled_at, now(), fields FROM sfsync.sync_state WHERE sobject = %s",
+            [entry.sobject],
         ).fetchone()
         if last is None:
             return {"status": "not yet synced"}
@@ -210,16 +216,19 @@ def reconcile(
         if full_load_run := full_load.in_progress(conn, entry.sobject):
             log.info("%s: reconciliation waits for the full load %s to finish", entry.sobject, full_load_run)
             return {"status": f"waiting for full load {full_load_run}"}
+        fields: list[str] = last[2]
         sf = Salesforce(sf_conn_id)
         key = {"run_id": run_id, "sobject": entry.sobject, "direction": RECONCILE}
         staging = warehouse.staging_table(entry.table, f"{run_id}/ids")
+        ids, target = sql.Identifier("sfsync", staging), sql.Identifier(warehouse.OBJECT_SCHEMA, entry.table)
+        listed = ["Id", "IsDeleted"] if "IsDeleted" in fields else ["Id"]  # User has no IsDeleted
         with conn.transaction():
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier("sfsync", staging)))
-            conn.execute(
-                sql.SQL("CREATE UNLOGGED TABLE {} (id text)").format(sql.Identifier("sfsync", staging))
-            )
-            seen = _stage(conn, staging, ["id"], _source(sf, entry, soql.id_query(entry.sobject)))
-            conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(sql.Identifier("sfsync", staging)))
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ids))
+            listing = "CREATE UNLOGGED TABLE {} (id text, isdeleted boolean NOT NULL DEFAULT false)"
+            conn.execute(sql.SQL(listing).format(ids))
+            query = soql.id_query(entry.sobject, listed)
+            seen = _stage(conn, staging, [f.lower() for f in listed], _source(sf, entry, query))
+            conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(ids))
             warehouse.as_the_sync(conn)
             flagged = conn.execute(
                 sql.SQL(
@@ -228,12 +237,22 @@ def reconcile(
                     " WHERE t.id IS NOT NULL AND NOT t.isdeleted"
                     " AND NOT EXISTS (SELECT 1 FROM {ids} s WHERE s.id = t.id)"
                 ).format(
-                    target=sql.Identifier(warehouse.OBJECT_SCHEMA, entry.table),
+                    target=target,
                     deleted_at=sql.Identifier(warehouse.DELETED_AT),
                     synced_at=sql.Identifier(warehouse.SYNCED_AT),
-                    ids=sql.Identifier("sfsync", staging),
+                    ids=ids,
                 )
             ).rowcount
+            missed = [
+                row[0]
+                for row in conn.execute(
+                    sql.SQL(
+                        "SELECT s.id FROM {ids} s LEFT JOIN {target} t ON t.id = s.id"
+                        " WHERE t.id IS NULL OR (t.isdeleted AND NOT s.isdeleted) ORDER BY s.id"
+                    ).format(ids=ids, target=target)
+                )
+            ]
+            restored = _read_again(conn, sf, entry, fields, missed, f"{run_id}/missed") if missed else {}
             conn.execute(
                 "UPDATE sfsync.sync_state SET last_reconciled_at = now() WHERE sobject = %s", [entry.sobject]
             )
@@ -242,12 +261,38 @@ def reconcile(
                 key | {"status": "reconciling", "window_start": None, "window_end": None},
             )
             _finish(
-                conn, key, "reconciled", {"deleted": flagged}, sf.meter.calls, f"{seen} Ids in Salesforce"
+                conn,
+                key,
+                "reconciled",
+                restored | {"deleted": flagged},
+                sf.meter.calls,
+                f"{seen} Ids in Salesforce",
             )
             warehouse.drop_staging(conn, staging)
         _record_usage(conn, sf, sf_conn_id)
-    log.info("%s: reconciled %d Ids, flagged %d rows gone from Salesforce", entry.sobject, seen, flagged)
-    return {"status": "reconciled", "ids": seen, "flagged": flagged, "api_calls": sf.meter.calls}
+    found = restored.get("new", 0) + restored.get("updated", 0)
+    log.info(
+        "%s: reconciled %d Ids, flagged %d rows gone from Salesforce, read %d records no delta brought",
+        entry.sobject, seen, flagged, found,
+    )  # fmt: skip
+    calls = sf.meter.calls
+    return {"status": "reconciled", "ids": seen, "flagged": flagged, "found": found, "api_calls": calls}
+
+
+def _read_again(
+    conn: psycopg.Connection, sf: Salesforce, entry: SyncObject, fields: list[str], ids: list[str], run: str
+) -> dict[str, int]:
+    """Read the records with these Ids (the last run's fields), a query per ``_IDS_PER_QUERY``, and merge
+    them in the caller's transaction; return the merge's counters."""
+    names = [f.lower() for f in fields]
+    staging = warehouse.staging_table(entry.table, run)
+    warehouse.create_staging(conn, entry.table, staging, names)
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        query = soql.by_id_query(entry.sobject, fields, ids[start : start + _IDS_PER_QUERY])
+        warehouse.copy_rows(conn, staging, names, _records(sf.query_pages(query, entry.page_size), names))
+    counters = warehouse.merge_staged(conn, entry.table, staging, names)
+    warehouse.drop_staging(conn, staging)
+    return counters
 
 
 def _window(

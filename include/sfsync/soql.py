@@ -22,9 +22,16 @@ def delta_query(sobject: str, fields: list[str], cursor: str, low: datetime | No
     return f"SELECT {', '.join(fields)} FROM {sobject} WHERE {where} ORDER BY {cursor}, Id"
 
 
-def id_query(sobject: str) -> str:
-    """Every Id the caller can see, deleted ones included when run through queryAll."""
-    return f"SELECT Id FROM {sobject} ORDER BY Id"
+def id_query(sobject: str, fields: list[str]) -> str:
+    """``fields`` (Id first) of every record the caller can see, deleted ones included through queryAll."""
+    return f"SELECT {', '.join(fields)} FROM {sobject} ORDER BY Id"
+
+
+def by_id_query(sobject: str, fields: list[str], ids: list[str]) -> str:
+    """``fields`` of the records with these Ids (as Salesforce gave them: letters and digits only)."""
+    if bad := [i for i in ids if not i.isalnum()]:
+        raise ValueError(f"not a Salesforce Id: {bad[0]!r}")
+    return f"SELECT {', '.join(fields)} FROM {sobject} WHERE Id IN ({', '.join(repr(i) for i in ids)})"
 
 
 def created_query(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:

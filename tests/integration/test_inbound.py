@@ -186,6 +186,47 @@ def test_a_field_made_visible_is_filled_in_on_records_that_do_not_change(
         assert (idle["new"], idle["updated"], idle["api_calls"]) == (0, 0, 1), "then back to deltas"
 
 
+def test_records_turning_visible_without_changing_are_found_by_the_reconciliation(
+    sync, private_org, org_definition, matches_org, warehouse_url, tmp_path
+):
+    def share_confidential(document):
+        document["sharing_rules"].append(
+            {"name": "Confidential_to_Integration", "objects": ["Lead"], "owned_by_role": "Confidential",
+             "shared_with_role": "Integration"}
+        )  # fmt: skip
+
+    def reconcile(run_id: str) -> dict:
+        registry = load_registry()
+        return inbound.reconcile(
+            registry.get("Lead"), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID, force=True
+        )
+
+    def held(lead: str) -> list:
+        with psycopg.connect(warehouse_url) as conn:
+            return conn.execute("SELECT isdeleted FROM salesforce.lead WHERE id = %s", [lead]).fetchall()
+
+    data = tmp_path / "org"
+    with private_org(data) as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        admin.Lead.create(sample_lead(LastName="Visible"))
+        hidden = Salesforce(**org.salesforce_kwargs("hidden"))
+        secret = hidden.Lead.create(sample_lead(LastName="Secret"))["id"]
+        sync("lead")
+        assert held(secret) == []
+    for run, definition, expected in (
+        ("shared", org_definition(share_confidential), [(False,)]),  # a sharing rule: no record changes
+        ("unshared", None, [(True,)]),
+        ("shared again", org_definition(share_confidential), [(False,)]),
+    ):
+        with private_org(data, definition) as org:
+            reconciled = reconcile(f"manual__{run}")
+            assert held(secret) == expected, run
+            assert reconciled["found"] == (expected == [(False,)]), run
+            matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+            idle = sync("lead")
+            assert (idle["new"], idle["updated"], idle["deleted"]) == (0, 0, 0), run
+
+
 def test_crash_between_extraction_and_merge_then_retry(private_org, warehouse_url, matches_org):
     registry = load_registry()
     entry, run_id = registry.get("Lead"), "manual__crash-test"
