@@ -60,6 +60,20 @@ def test_full_load_dag_copies_every_object(dagbag, private_org, tmp_path, matche
                 "SELECT count(*) FROM sfsync.sync_state WHERE high_water_source = 'full_load'"
             )
             assert handed.fetchone() == (len(OBJECTS),)
+            widest = conn.execute(
+                "SELECT max(slice_end - slice_start) FROM sfsync.full_load_slices WHERE run_id = %s",
+                [dagrun.run_id],
+            ).fetchone()[0]
+            assert dt.timedelta(days=30) < widest <= dt.timedelta(days=120), "the slice_days param"
+
+        only = dag.test(run_conf={"objects": ["Lead", "Campaign"]})
+        assert only.state == DagRunState.SUCCESS
+        with psycopg.connect(warehouse_url) as conn:
+            copied = conn.execute(
+                "SELECT DISTINCT sobject FROM sfsync.full_load_slices WHERE run_id = %s ORDER BY 1",
+                [only.run_id],
+            ).fetchall()
+        assert copied == [("Campaign",), ("Lead",)], "the objects param"
 
 
 def test_changes_during_the_load_arrive_after_the_hand_over(sync, private_org, migrated, matches_org):
