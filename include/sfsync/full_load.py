@@ -26,6 +26,7 @@ from sfsync.salesforce import BulkPage, Salesforce
 log = logging.getLogger(__name__)
 
 BULK_PAGE_RECORDS = 100_000
+PROGRESS_SECONDS = 10.0  # a slice's progress is logged at least this often while its rows stream in
 
 
 def plan(
@@ -194,17 +195,34 @@ def _slices(conn: psycopg.Connection, run_id: str) -> list[dict[str, str]]:
 def _progress(
     pages: Iterable[BulkPage], total: int, sobject: str, piece: dict[str, str]
 ) -> Iterator[BulkPage]:
-    """Pass Bulk CSV pages through, logging rows, rate and time left after each."""
-    started, rows = time.monotonic(), 0
-    for page in pages:
-        yield page
-        rows += page.records
-        rate = rows / max(time.monotonic() - started, 1e-6)
-        left = max(total - rows, 0) / rate if rate else 0
+    """Pass Bulk CSV pages through, logging rows, rate and time left after each page and, within a page,
+    every ``PROGRESS_SECONDS`` (its rows then counted by line ends: a value with a line break in it counts
+    twice, until the page's end sets the count right)."""
+    started = reported = time.monotonic()
+    rows = 0
+
+    def report(done: int) -> None:
+        nonlocal reported
+        reported = time.monotonic()
+        rate = done / max(reported - started, 1e-6)
+        left = max(total - done, 0) / rate if rate else 0
         log.info(
             "%s [%s, %s): %d of %d rows, %.0f rows/s, %.0f s left",
-            sobject, piece["start"], piece["end"], rows, total, rate, left,
+            sobject, piece["start"], piece["end"], done, total, rate, left,
         )  # fmt: skip
+
+    def counted(page: BulkPage) -> Iterator[bytes]:
+        lines = -1  # the header
+        for chunk in page:
+            yield chunk
+            lines += chunk.count(b"\n")
+            if time.monotonic() - reported >= PROGRESS_SECONDS:
+                report(rows + min(max(lines, 0), page.records))
+
+    for page in pages:
+        yield BulkPage(page.records, counted(page))
+        rows += page.records
+        report(rows)
 
 
 def _parse(value: str) -> datetime:

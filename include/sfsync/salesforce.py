@@ -7,6 +7,7 @@ much of the org's daily limit is left, without a ``limits`` call of its own.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Generator, Iterator
@@ -23,6 +24,7 @@ from simple_salesforce.util import call_salesforce
 
 from sfsync.defaults import SALESFORCE_CONN_ID
 
+log = logging.getLogger(__name__)
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 # Bulk job polls back off from BULK_POLL_SECONDS up to MAX_POLL_SECONDS: each poll is one API call.
 BULK_POLL_SECONDS = 0.2
@@ -157,6 +159,10 @@ class Salesforce:
             job = cast(dict[str, Any], self.client.restful(f"jobs/{kind}/{job_id}"))
             if job["state"] in BULK_FINAL_STATES:
                 return job
+            log.info(
+                "Bulk %s job %s: %s, %s records processed after %.0f s",
+                kind, job_id, job["state"], job.get("numberRecordsProcessed", 0), time.monotonic() - started,
+            )  # fmt: skip
             time.sleep(min(max(BULK_POLL_SECONDS, (time.monotonic() - started) / 4), MAX_POLL_SECONDS))
 
     def bulk_ingest(
