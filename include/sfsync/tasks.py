@@ -54,18 +54,23 @@ def extract_deltas(sobject: str) -> dict[str, Any]:
 
 @task
 def merge_into_target(sobject: str, extracted: dict[str, Any]) -> dict[str, Any]:
-    """Merge the staged changes and advance the watermark in one transaction."""
+    """Merge the staged changes and advance the watermark in one transaction. A run that changed no row
+    ends skipped: its table's Asset gets no event, so DAGs scheduled on it run on fresh data only."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from sfsync import inbound
 
-    if extracted["status"] != "extracted":
-        log.info("%s: nothing to merge (%s)", sobject, extracted["status"])
-        return extracted
-    return inbound.merge(
-        load_registry().get(sobject), get_current_context()["run_id"], extracted, WAREHOUSE_CONN_ID
-    )
+    if extracted["status"] == "extracted":
+        run_id = get_current_context()["run_id"]
+        merged = inbound.merge(load_registry().get(sobject), run_id, extracted, WAREHOUSE_CONN_ID)
+    else:
+        merged = extracted  # finished by the extract task, or nothing to merge (waiting, skipped)
+    if not any(merged.get(counter) for counter in ("new", "updated", "deleted")):
+        raise AirflowSkipException(f"{sobject}: no row changed ({merged['status']}); no Asset event")
+    return merged
 
 
-@task(pool=SALESFORCE_POOL)
+@task(pool=SALESFORCE_POOL, trigger_rule="none_failed")  # also after a merge that changed nothing
 def reconcile_ids(sobject: str) -> dict[str, Any]:
     """When due, flag rows whose records left Salesforce without a delete record (hard delete, purge)."""
     from sfsync import inbound

@@ -59,6 +59,28 @@ def test_lead_lifecycle_initial_changes_and_idle(sync, admin, hidden, matches_or
     assert matches_org("Lead") >= 5
 
 
+def test_only_a_run_that_changed_rows_gives_its_table_asset_an_event(sync, admin):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    def events() -> int:
+        with create_session() as session:
+            return session.scalar(
+                select(func.count())
+                .select_from(AssetEvent)
+                .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                .where(AssetModel.name == "salesforce.lead")
+            )
+
+    admin.Lead.create(sample_lead(LastName="Fresh"))
+    before = events()
+    assert sync("lead")["new"] >= 1
+    assert events() == before + 1, "fresh data: an event for the DAGs scheduled on the table"
+    assert sync("lead")["new"] == 0
+    assert events() == before + 1, "no change: no event (the merge task ends skipped)"
+
+
 def _store(org) -> Org:
     """Direct access to a running org's store: for history that cannot be made through the API."""
     return Org(org.data_dir, org.definition)
