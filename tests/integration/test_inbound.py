@@ -53,8 +53,15 @@ def test_lead_lifecycle_initial_changes_and_idle(sync, admin, hidden, matches_or
     assert (changed["updated"], changed["deleted"]) == (1, 1)
     assert matches_org("Lead") >= 5
 
+    def versions() -> list[tuple]:
+        with psycopg.connect(warehouse_url) as conn:
+            rows = conn.execute("SELECT _sfsync_row_id, xmin::text FROM salesforce.lead ORDER BY 1")
+            return rows.fetchall()
+
+    before = versions()
     idle = sync("lead")
     assert (idle["new"], idle["updated"], idle["deleted"]) == (0, 0, 0), "a second run changes nothing"
+    assert versions() == before, "and writes no row (not even the same values again)"
     assert idle["api_calls"] == 1, "describe and delta in one composite call"
     assert matches_org("Lead") >= 5
 
@@ -274,6 +281,10 @@ def test_crash_between_extraction_and_merge_then_retry(private_org, warehouse_ur
         ).fetchone() == (0,)
         (high_water,) = conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone()
         assert high_water.isoformat() == first["upper"]
+        after = "manual__after-the-crash"
+        extracted = inbound.extract(entry, registry.settings, after, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert inbound.merge(entry, after, extracted, WAREHOUSE_CONN_ID)["new"] == 1
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
 
 
 def test_crash_inside_the_first_merge_then_retry(private_org, warehouse_url, monkeypatch):
