@@ -173,6 +173,38 @@ def test_a_failed_slice_is_retried_and_failures_are_reported(private_org, migrat
         )
 
 
+def test_a_failing_slice_fails_alone_and_the_run_names_it(dagbag, private_org, migrated, matches_org):
+    with private_org() as org:
+        store = Org(org.data_dir, org.definition)
+        now = dt.datetime.now(dt.UTC)
+        for days in (100, 60, 10):  # three slices of 30 days
+            at = int((now - dt.timedelta(days=days)).timestamp() * 1000)
+            with store.write(store.users["admin@localorg.test"], at=at) as txn:
+                for i in range(2):
+                    store.save(txn, store.schema.objects["lead"], sample_lead(LastName=f"Slice{days}.{i}"))
+        dag = dagbag.dags["sf_full_load"]
+        for task in dag.tasks:
+            task.retries = 0  # the failure stands: dag.test() would sit out the retry delays
+        assert org.admin("faults", {"kind": "bulk_job_failed", "count": 1})[0] == 200
+        dagrun = dag.test(run_conf={"objects": ["Lead"]})
+        states = {(ti.task_id, ti.map_index): ti.state for ti in dagrun.get_task_instances()}
+        copies = sorted(state for (task_id, _), state in states.items() if task_id == "copy_slice")
+        assert copies == [TaskInstanceState.FAILED] + [TaskInstanceState.SUCCESS] * (len(copies) - 1)
+        assert len(copies) >= 3, "the other slices went on"
+        assert states[("hand_over", -1)] == TaskInstanceState.FAILED and dagrun.state == DagRunState.FAILED
+        with psycopg.connect(migrated) as conn:
+            (failed,) = conn.execute(
+                "SELECT sobject, slice_start, slice_end FROM sfsync.full_load_slices"
+                " WHERE run_id = %s AND status = 'failed'",
+                [dagrun.run_id],
+            ).fetchall()
+        # Cleared, the failed slice is copied again, and the hand-over goes through.
+        piece = {"sobject": failed[0], "start": failed[1].isoformat(), "end": failed[2].isoformat()}
+        full_load.copy_slice(piece, dagrun.run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        assert full_load.finish(dagrun.run_id, WAREHOUSE_CONN_ID)["handed_over"] == {"Lead": 6}
+        matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
+
+
 def test_a_plan_that_failed_halfway_plans_the_rest_and_an_unplanned_run_fails_its_hand_over(
     private_org, migrated
 ):
