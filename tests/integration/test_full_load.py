@@ -9,6 +9,7 @@ import sys
 
 import psycopg
 import pytest
+import requests
 from airflow.utils.state import DagRunState, TaskInstanceState
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceOperationError
@@ -152,6 +153,10 @@ def test_a_failed_slice_is_retried_and_failures_are_reported(private_org, migrat
         (piece,) = full_load.plan(["Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         assert org.admin("faults", {"kind": "bulk_job_failed", "count": 1})[0] == 200
         with pytest.raises(SalesforceOperationError, match="Job failure"):
+            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        dropped = {"kind": "drop", "route": "jobs/query/[^/]+/results", "count": 1}  # a network error
+        assert org.admin("faults", dropped)[0] == 200
+        with pytest.raises(requests.exceptions.RequestException):  # the download dies halfway
             full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         assert full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)["rows"] == 4
         assert full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"] == {"Lead": 4}
