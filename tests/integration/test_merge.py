@@ -274,3 +274,31 @@ def test_copying_into_an_inbound_only_table_or_one_without_isdeleted(conn):
     assert conn.execute(
         "SELECT isdeleted, _sfsync_synced_at IS NOT NULL, _sfsync_deleted_at FROM salesforce.user"
     ).fetchone() == (False, True, None)
+
+
+def test_a_type_change_widens_the_column_and_keeps_every_value(conn):
+    conn.execute("DROP TABLE IF EXISTS salesforce.invoice__c")
+
+    def ensure(score: str, due: str) -> list[str]:
+        columns = [*COLUMNS[:3], Column("Score__c", "score__c", score), Column("Due__c", "due__c", due)]
+        return warehouse.ensure_table(conn, "invoice__c", columns, False, "Invoice__c")
+
+    def stored() -> tuple:
+        return conn.execute(
+            "SELECT score__c::text, due__c::text, pg_typeof(score__c)::text, pg_typeof(due__c)::text"
+            " FROM salesforce.invoice__c"
+        ).fetchone()
+
+    ensure("numeric(5,1)", "date")
+    with conn.transaction():
+        warehouse.as_the_sync(conn)
+        conn.execute(
+            "INSERT INTO salesforce.invoice__c (id, score__c, due__c) VALUES ('a0B1', 1234.5, '2025-03-01')"
+        )
+    changed = ensure("numeric(6,3)", "timestamptz")
+    assert "widened score__c from numeric(5,1) to numeric(7,3)" in changed
+    assert stored() == ("1234.500", "2025-03-01 00:00:00+00", "numeric", "timestamp with time zone")
+    ensure("date", "timestamptz")
+    assert stored() == ("1234.500", "2025-03-01 00:00:00+00", "text", "timestamp with time zone"), (
+        "a value with no common type keeps its text"
+    )
