@@ -42,13 +42,14 @@ def build_sync_dag(entry: SyncObject) -> DAG:
     ) as dag:
         prepared = prepare_warehouse()
         extracted = extract_deltas(entry.sobject)
-        merged = merge_into_target.override(outlets=[table_asset(entry)])(entry.sobject, extracted)  # type: ignore[arg-type]  # an XComArg at parse time
+        table = table_asset(entry)
+        merged = merge_into_target.override(outlets=[table])(entry.sobject, extracted)  # type: ignore[arg-type]  # an XComArg at parse time
         if entry.direction == "bidirectional":
             # Push first, then pull: the pull sees Salesforce after our writes, in the same run.
             prepared >> push_changes(entry.sobject) >> extracted
         else:
             prepared >> extracted
-        merged >> reconcile_ids(entry.sobject)
+        merged >> reconcile_ids.override(outlets=[table])(entry.sobject)
     return dag
 
 

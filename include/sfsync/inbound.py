@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote_plus
 
 import psycopg
 from psycopg import sql
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 INBOUND, RECONCILE = "inbound", "reconcile"
 BULK_PAGE_RECORDS = 50_000
-_IDS_PER_QUERY = 200  # Ids in one SOQL IN list: 200 keep a query far below SOQL's 100,000 characters
+_IDS_PER_QUERY = 200  # Ids in one SOQL IN list, at most
+_QUERY_URL_CHARS = 12_000  # a REST query travels in its URL: Salesforce refuses URLs of about 16,000
 
 
 def extract(
@@ -71,7 +73,8 @@ def extract(
         if reread:
             # A field new to the sync (created, made visible, or added to the registry) holds values in
             # records that will not change for it: this run reads every record again, and the merge fills the
-            # column in. The run's window says so, for its retries.
+            # column in. The run's window says so, for its retries; the new field list is remembered only
+            # when the run is merged, so a run that never gets there leaves the next one to read it all.
             low = None
             conn.execute(
                 "UPDATE sfsync.sync_runs SET window_start = NULL WHERE run_id = %(run_id)s"
@@ -79,10 +82,6 @@ def extract(
                 key,
             )
             log.info("%s: new fields %s: reading every record again", entry.sobject, ", ".join(sorted(added)))
-        if known != fields:
-            conn.execute(
-                warehouse.statement("state/remember_fields"), {"sobject": entry.sobject, "fields": fields}
-            )
         names = [c.name for c in columns]
         staging = warehouse.staging_table(entry.table, run_id)
         query = soql.delta_query(entry.sobject, fields, entry.cursor_field, low, upper)
@@ -90,7 +89,7 @@ def extract(
             probe = None
         source = _source(sf, entry, query, probe)
         if isinstance(source, BulkResults) and not warehouse.holds_ids(conn, entry.table):
-            merged = _copy_first(conn, sf, entry, key, names, source, staging)
+            merged = _copy_first(conn, sf, entry, key, fields, names, source, staging)
             if merged is not None:
                 _record_usage(conn, sf, sf_conn_id)
                 return merged
@@ -109,6 +108,7 @@ def extract(
         "status": "extracted",
         "staging": staging,
         "columns": names,
+        "fields": fields,
         "rows": rows,
         "upper": upper.isoformat(),
     }
@@ -124,7 +124,7 @@ def merge(entry: SyncObject, run_id: str, extracted: dict[str, Any], wh_conn_id:
             return _recorded(run)
         staging = extracted["staging"]
         counters = warehouse.merge_staged(conn, entry.table, staging, extracted["columns"])
-        return _complete(conn, entry, key, run, counters, 0, staging)
+        return _complete(conn, entry, key, run, counters, 0, staging, extracted.get("fields"))
 
 
 def _copy_first(
@@ -132,6 +132,7 @@ def _copy_first(
     sf: Salesforce,
     entry: SyncObject,
     key: dict[str, str],
+    fields: list[str],
     names: list[str],
     results: BulkResults,
     staging: str,
@@ -149,7 +150,7 @@ def _copy_first(
             if run[0] != "extracting":
                 return _recorded(run)
             counters = warehouse.copy_new(conn, entry.table, names, results, exclusive=True)
-            return _complete(conn, entry, key, run, counters, sf.meter.calls, staging)
+            return _complete(conn, entry, key, run, counters, sf.meter.calls, staging, fields)
     except psycopg.errors.UniqueViolation as error:
         log.info("%s: %s; staging and merging instead", entry.sobject, error.diag.message_detail)
         return None
@@ -163,12 +164,17 @@ def _complete(
     counters: dict[str, int],
     calls: int,
     staging: str,
+    fields: list[str] | None,
 ) -> dict[str, Any]:
-    """Finish a run whose window is in the table (in its transaction): the watermark, the counters."""
+    """Finish a run whose window is in the table (in its transaction): the watermark, the counters, and the
+    field list the run read (the next runs' own, and what tells them a field is new)."""
     window_start, window_end = run[1], run[2]
     conn.execute(
         warehouse.statement("state/advance_watermark"), {"sobject": entry.sobject, "high_water": window_end}
     )
+    if fields is not None:
+        remembered = {"sobject": entry.sobject, "fields": fields}
+        conn.execute(warehouse.statement("state/remember_fields"), remembered)
     _finish(conn, key, "merged", counters, calls, None)
     warehouse.drop_staging(conn, staging)  # also one an earlier attempt left
     finished = _recorded(conn.execute(warehouse.statement("state/find_run"), key).fetchone())
@@ -205,23 +211,30 @@ def reconcile(
             "SELECT last_reconciled_at, now(), fields FROM sfsync.sync_state WHERE sobject = %s",
             [entry.sobject],
         ).fetchone()
-        if last is None:
+        if last is None or last[2] is None:  # a full load's hand-over, before the first incremental run
             return {"status": "not yet synced"}
         if not force and last[0] and last[1] - last[0] < timedelta(hours=settings.reconcile_every_hours):
             return {
                 "status": "not due",
                 "next": (last[0] + timedelta(hours=settings.reconcile_every_hours)).isoformat(),
             }
-        # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
-        if full_load_run := full_load.in_progress(conn, entry.sobject):
-            log.info("%s: reconciliation waits for the full load %s to finish", entry.sobject, full_load_run)
-            return {"status": f"waiting for full load {full_load_run}"}
+        if reason := _over_budget(conn, settings):
+            log.warning("%s: skipping reconciliation: %s", entry.sobject, reason)
+            return {"status": "skipped", "reason": reason}
+        if waiting := _waiting_for_full_load(conn, entry):
+            return waiting
         fields: list[str] = last[2]
         sf = Salesforce(sf_conn_id)
         key = {"run_id": run_id, "sobject": entry.sobject, "direction": RECONCILE}
+        conn.execute(
+            warehouse.statement("state/start_run"),
+            key | {"status": "reconciling", "window_start": None, "window_end": None},
+        )
         staging = warehouse.staging_table(entry.table, f"{run_id}/ids")
+        found_staging = warehouse.staging_table(entry.table, f"{run_id}/found")
         ids, target = sql.Identifier("sfsync", staging), sql.Identifier(warehouse.OBJECT_SCHEMA, entry.table)
         listed = ["Id", "IsDeleted"] if "IsDeleted" in fields else ["Id"]  # User has no IsDeleted
+        names = [f.lower() for f in fields]
         with conn.transaction():
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ids))
             listing = "CREATE UNLOGGED TABLE {} (id text, isdeleted boolean NOT NULL DEFAULT false)"
@@ -229,6 +242,24 @@ def reconcile(
             query = soql.id_query(entry.sobject, listed)
             seen = _stage(conn, staging, [f.lower() for f in listed], _source(sf, entry, query))
             conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(ids))
+            missed = [
+                row[0]
+                for row in conn.execute(
+                    sql.SQL(
+                        "SELECT s.id FROM {ids} s LEFT JOIN {target} t ON t.id = s.id"
+                        " WHERE t.id IS NULL OR (t.isdeleted AND NOT s.isdeleted) ORDER BY s.id"
+                    ).format(ids=ids, target=target)
+                )
+            ]
+            warehouse.create_staging(conn, entry.table, found_staging, names)
+            _stage(conn, found_staging, names, _read_again(sf, entry, fields, missed))
+            # The listing took a while: a full load that began since may have committed records it lacks.
+            if waiting := _waiting_for_full_load(conn, entry):
+                warehouse.drop_staging(conn, staging)
+                warehouse.drop_staging(conn, found_staging)
+                _finish(conn, key, "waiting", {}, sf.meter.calls, waiting["status"])
+                return waiting
+            # Row locks from here on only: nothing below waits for Salesforce.
             warehouse.as_the_sync(conn)
             flagged = conn.execute(
                 sql.SQL(
@@ -243,22 +274,9 @@ def reconcile(
                     ids=ids,
                 )
             ).rowcount
-            missed = [
-                row[0]
-                for row in conn.execute(
-                    sql.SQL(
-                        "SELECT s.id FROM {ids} s LEFT JOIN {target} t ON t.id = s.id"
-                        " WHERE t.id IS NULL OR (t.isdeleted AND NOT s.isdeleted) ORDER BY s.id"
-                    ).format(ids=ids, target=target)
-                )
-            ]
-            restored = _read_again(conn, sf, entry, fields, missed, f"{run_id}/missed") if missed else {}
+            restored = warehouse.merge_staged(conn, entry.table, found_staging, names)
             conn.execute(
                 "UPDATE sfsync.sync_state SET last_reconciled_at = now() WHERE sobject = %s", [entry.sobject]
-            )
-            conn.execute(
-                warehouse.statement("state/start_run"),
-                key | {"status": "reconciling", "window_start": None, "window_end": None},
             )
             _finish(
                 conn,
@@ -269,8 +287,9 @@ def reconcile(
                 f"{seen} Ids in Salesforce",
             )
             warehouse.drop_staging(conn, staging)
+            warehouse.drop_staging(conn, found_staging)
         _record_usage(conn, sf, sf_conn_id)
-    found = restored.get("new", 0) + restored.get("updated", 0)
+    found = restored["new"] + restored["updated"]
     log.info(
         "%s: reconciled %d Ids, flagged %d rows gone from Salesforce, read %d records no delta brought",
         entry.sobject, seen, flagged, found,
@@ -279,20 +298,27 @@ def reconcile(
     return {"status": "reconciled", "ids": seen, "flagged": flagged, "found": found, "api_calls": calls}
 
 
+def _waiting_for_full_load(conn: psycopg.Connection, entry: SyncObject) -> dict[str, Any] | None:
+    # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
+    if full_load_run := full_load.in_progress(conn, entry.sobject):
+        log.info("%s: reconciliation waits for the full load %s to finish", entry.sobject, full_load_run)
+        return {"status": f"waiting for full load {full_load_run}"}
+    return None
+
+
 def _read_again(
-    conn: psycopg.Connection, sf: Salesforce, entry: SyncObject, fields: list[str], ids: list[str], run: str
-) -> dict[str, int]:
-    """Read the records with these Ids (the last run's fields), a query per ``_IDS_PER_QUERY``, and merge
-    them in the caller's transaction; return the merge's counters."""
-    names = [f.lower() for f in fields]
-    staging = warehouse.staging_table(entry.table, run)
-    warehouse.create_staging(conn, entry.table, staging, names)
-    for start in range(0, len(ids), _IDS_PER_QUERY):
-        query = soql.by_id_query(entry.sobject, fields, ids[start : start + _IDS_PER_QUERY])
-        warehouse.copy_rows(conn, staging, names, _records(sf.query_pages(query, entry.page_size), names))
-    counters = warehouse.merge_staged(conn, entry.table, staging, names)
-    warehouse.drop_staging(conn, staging)
-    return counters
+    sf: Salesforce, entry: SyncObject, fields: list[str], ids: list[str]
+) -> Iterator[dict[str, Any]] | BulkResults:
+    """The records with these Ids (the last run's fields): REST queries of as many Ids as keep each URL
+    short enough, or, for more than the object's Bulk threshold, every record again in one Bulk job (the
+    merge keeps only what differs)."""
+    if len(ids) > entry.bulk_threshold:
+        everything = soql.delta_query(entry.sobject, fields, entry.cursor_field, None, sf.now())
+        return sf.bulk_query(everything, BULK_PAGE_RECORDS)[1]
+    base = len(quote_plus(soql.by_id_query(entry.sobject, fields, [])))
+    size = max(1, min(_IDS_PER_QUERY, (_QUERY_URL_CHARS - base) // len(quote_plus(f"'{'0' * 18}', "))))
+    queries = (soql.by_id_query(entry.sobject, fields, ids[i : i + size]) for i in range(0, len(ids), size))
+    return (page for query in queries for page in sf.query_pages(query, entry.page_size))
 
 
 def _window(

@@ -72,10 +72,16 @@ def merge_into_target(sobject: str, extracted: dict[str, Any]) -> dict[str, Any]
 
 @task(pool=SALESFORCE_POOL, trigger_rule="none_failed")  # also after a merge that changed nothing
 def reconcile_ids(sobject: str) -> dict[str, Any]:
-    """When due, flag rows whose records left Salesforce without a delete record (hard delete, purge)."""
+    """When due, compare every Id with Salesforce (see ``inbound.reconcile``). Like the merge, it ends
+    skipped when it changed no row, so the table's Asset gets an event only for fresh data."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from sfsync import inbound
 
-    return _for_object(inbound.reconcile, sobject)
+    reconciled = _for_object(inbound.reconcile, sobject)
+    if not (reconciled.get("flagged") or reconciled.get("found")):
+        raise AirflowSkipException(f"{sobject}: no row changed ({reconciled['status']}); no Asset event")
+    return reconciled
 
 
 @task(pool=SALESFORCE_POOL)

@@ -466,14 +466,19 @@ def holds_staged_ids(conn: psycopg.Connection, target: sql.Identifier, staged: s
 
 
 def _on_conflict(names: list[str]) -> sql.Composed:
+    # An object without IsDeleted (User) has the column all the same, set by reconciliation when a record
+    # leaves; a record Salesforce returns is live, so the merge sets it back (excluded has its default).
+    compared = names if "isdeleted" in names else [*names, "isdeleted"]
     return statement("merge/on_conflict").format(
         updates=sql.SQL(", ").join(
             sql.SQL("{} = excluded.{}").format(sql.Identifier(n), sql.Identifier(n))
-            for n in names
+            for n in compared
             if n != "id"
         ),
-        stored=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("t", n) for n in names)),
-        incoming=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("excluded", n) for n in names)),
+        stored=sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier("t", n) for n in compared)),
+        incoming=sql.SQL("ROW({})").format(
+            sql.SQL(", ").join(sql.Identifier("excluded", n) for n in compared)
+        ),
     )
 
 

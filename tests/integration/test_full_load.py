@@ -193,7 +193,7 @@ def test_a_failing_slice_fails_alone_and_the_run_names_it(dagbag, private_org, m
         for task in dag.tasks:
             task.retries = 0  # the failure stands: dag.test() would sit out the retry delays
         assert org.admin("faults", {"kind": "bulk_job_failed", "count": 1})[0] == 200
-        dagrun = dag.test(run_conf={"objects": ["Lead"]})
+        dagrun = dag.test(run_conf={"objects": ["Lead"], "slice_days": 30})  # dag.test keeps an earlier conf
         states = {(ti.task_id, ti.map_index): ti.state for ti in dagrun.get_task_instances()}
         copies = sorted(state for (task_id, _), state in states.items() if task_id == "copy_slice")
         assert copies == [TaskInstanceState.FAILED] + [TaskInstanceState.SUCCESS] * (len(copies) - 1)

@@ -197,7 +197,12 @@ def test_a_field_made_visible_is_filled_in_on_records_that_do_not_change(
 
     registry = load_registry()
     entry, run_id = registry.get("Lead"), "manual__rating"
-    with private_org(data, org_definition(show_rating)) as org:
+    with private_org(data, org_definition(show_rating)) as org, pytest.MonkeyPatch.context() as patched:
+        # A first run meets the field and fails for good; the next run still knows to read it all.
+        patched.setattr(inbound, "_source", lambda *args: (_ for _ in ()).throw(TimeoutError("gave up")))
+        with pytest.raises(TimeoutError):
+            inbound.extract(entry, registry.settings, "manual__failed", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        patched.undo()
         first = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         # The worker dies before the merge; the retry reads every record again too, though the field list
         # is the remembered one by now.
@@ -215,9 +220,12 @@ def test_a_field_made_visible_is_filled_in_on_records_that_do_not_change(
         assert (idle["new"], idle["updated"], idle["api_calls"]) == (0, 0, 1), "then back to deltas"
 
 
+@pytest.mark.parametrize("bulk_threshold", [2000, 2])  # read by Id, or every record again through Bulk
 def test_records_turning_visible_without_changing_are_found_by_the_reconciliation(
-    sync, private_org, org_definition, matches_org, warehouse_url, tmp_path
+    sync, registry, private_org, org_definition, matches_org, warehouse_url, tmp_path, bulk_threshold
 ):
+    registry(Lead=f"bulk_threshold: {bulk_threshold}")
+
     def share_confidential(document):
         document["sharing_rules"].append(
             {"name": "Confidential_to_Integration", "objects": ["Lead"], "owned_by_role": "Confidential",
@@ -239,7 +247,7 @@ def test_records_turning_visible_without_changing_are_found_by_the_reconciliatio
         admin = Salesforce(**org.salesforce_kwargs("admin"))
         admin.Lead.create(sample_lead(LastName="Visible"))
         hidden = Salesforce(**org.salesforce_kwargs("hidden"))
-        secret = hidden.Lead.create(sample_lead(LastName="Secret"))["id"]
+        secret, *others = [hidden.Lead.create(sample_lead(LastName=f"Secret{i}"))["id"] for i in range(3)]
         sync("lead")
         assert held(secret) == []
     for run, definition, expected in (
@@ -250,10 +258,34 @@ def test_records_turning_visible_without_changing_are_found_by_the_reconciliatio
         with private_org(data, definition) as org:
             reconciled = reconcile(f"manual__{run}")
             assert held(secret) == expected, run
-            assert reconciled["found"] == (expected == [(False,)]), run
+            assert reconciled["found"] == (3 if expected == [(False,)] else 0), run
             matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
             idle = sync("lead")
             assert (idle["new"], idle["updated"], idle["deleted"]) == (0, 0, 0), run
+
+
+def test_a_user_row_flagged_as_gone_comes_back_when_salesforce_shows_the_user(sync, warehouse_url):
+    sync("user")  # User has no IsDeleted: the column is the sync's own
+    with psycopg.connect(warehouse_url) as conn, conn.transaction():
+        warehouse.as_the_sync(conn)
+        (user,) = conn.execute(
+            "UPDATE salesforce.user SET isdeleted = true WHERE id = (SELECT min(id) FROM salesforce.user)"
+            " RETURNING id"
+        ).fetchone()
+    registry = load_registry()
+    reconciled = inbound.reconcile(
+        registry.get("User"),
+        registry.settings,
+        "manual__users",
+        SALESFORCE_CONN_ID,
+        WAREHOUSE_CONN_ID,
+        force=True,
+    )
+    assert (reconciled["flagged"], reconciled["found"]) == (0, 1)
+    with psycopg.connect(warehouse_url) as conn:
+        assert conn.execute("SELECT isdeleted FROM salesforce.user WHERE id = %s", [user]).fetchone() == (
+            False,
+        )
 
 
 def test_crash_between_extraction_and_merge_then_retry(private_org, warehouse_url, matches_org):
@@ -304,7 +336,7 @@ def test_crash_inside_the_first_merge_then_retry(private_org, warehouse_url, mon
             patched.setattr(inbound, "_finish", crash)  # the empty table took the plain inserts
             inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
-        assert conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone() == (None,)
+        assert conn.execute("SELECT max(high_water) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
         merged = inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
         assert (merged["new"], merged["deleted"], merged["updated"], merged["skipped"]) == (2, 1, 0, 0)
         assert inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID) == merged
@@ -523,7 +555,7 @@ def test_crashes_in_and_after_the_fast_path_then_retries(registry, private_org, 
             inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
         assert conn.execute("SELECT status FROM sfsync.sync_runs").fetchone() == ("extracting",)
-        assert conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone() == (None,)
+        assert conn.execute("SELECT max(high_water) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
 
         done = inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         assert (done["status"], done["new"], done["deleted"]) == ("merged", 119, 1)

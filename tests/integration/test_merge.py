@@ -222,10 +222,10 @@ def test_an_inbound_only_tables_primary_key_is_rebuilt_before_the_deletes_are_st
     conn.execute("DROP TABLE IF EXISTS salesforce.account")
     warehouse.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
     key = (
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        "SELECT conname, pg_get_constraintdef(oid), conindid FROM pg_constraint"
         " WHERE conrelid = 'salesforce.account'::regclass AND contype IN ('p', 'u')"
     )
-    before = conn.execute(key).fetchall()
+    [(name, definition, index)] = conn.execute(key).fetchall()
     conn.execute(
         "CREATE PUBLICATION sfsync_test_all FOR ALL TABLES"
     )  # updates then need the replica identity
@@ -236,7 +236,9 @@ def test_an_inbound_only_tables_primary_key_is_rebuilt_before_the_deletes_are_st
     finally:
         conn.execute("DROP PUBLICATION sfsync_test_all")
     assert copied == {"new": 1, "updated": 0, "deleted": 1, "skipped": 0}
-    assert conn.execute(key).fetchall() == before == [("account_pkey", "PRIMARY KEY (id)")]
+    [(rebuilt_name, rebuilt_definition, rebuilt)] = conn.execute(key).fetchall()
+    assert (rebuilt_name, rebuilt_definition) == (name, definition) == ("account_pkey", "PRIMARY KEY (id)")
+    assert rebuilt != index, "built anew, after the COPY"
     assert conn.execute(
         "SELECT id, _sfsync_deleted_at IS NOT NULL FROM salesforce.account ORDER BY id"
     ).fetchall() == [("0011", True), ("0012", False)]
