@@ -41,9 +41,8 @@ def extract(
         run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
         if run and run[0] != "extracting":  # skipped, or finished by an attempt that died before reporting
             return _recorded(run)
-        if (full_load_run := full_load.in_progress(conn, entry.sobject)) and not run:
-            log.info("%s: waiting for the full load %s to finish", entry.sobject, full_load_run)
-            return {"status": f"waiting for full load {full_load_run}"}
+        if not run and (waiting := _waiting_for_full_load(conn, entry)):
+            return waiting
         if (reason := _over_budget(conn, settings)) and not run:
             log.warning("%s: skipping extraction: %s", entry.sobject, reason)
             conn.execute(
@@ -221,6 +220,7 @@ def reconcile(
         if reason := _over_budget(conn, settings):
             log.warning("%s: skipping reconciliation: %s", entry.sobject, reason)
             return {"status": "skipped", "reason": reason}
+        # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
         if waiting := _waiting_for_full_load(conn, entry):
             return waiting
         fields: list[str] = last[2]
@@ -236,7 +236,7 @@ def reconcile(
         listed = ["Id", "IsDeleted"] if "IsDeleted" in fields else ["Id"]  # User has no IsDeleted
         names = [f.lower() for f in fields]
         with conn.transaction():
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ids))
+            warehouse.drop_staging(conn, staging)  # an earlier attempt's
             listing = "CREATE UNLOGGED TABLE {} (id text, isdeleted boolean NOT NULL DEFAULT false)"
             conn.execute(sql.SQL(listing).format(ids))
             query = soql.id_query(entry.sobject, listed)
@@ -299,9 +299,9 @@ def reconcile(
 
 
 def _waiting_for_full_load(conn: psycopg.Connection, entry: SyncObject) -> dict[str, Any] | None:
-    # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
+    """The status of a step that waits for the object's unfinished full load, if one runs."""
     if full_load_run := full_load.in_progress(conn, entry.sobject):
-        log.info("%s: reconciliation waits for the full load %s to finish", entry.sobject, full_load_run)
+        log.info("%s: waiting for the full load %s to finish", entry.sobject, full_load_run)
         return {"status": f"waiting for full load {full_load_run}"}
     return None
 

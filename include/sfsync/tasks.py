@@ -25,6 +25,16 @@ def _for_object(step: Callable[..., dict[str, Any]], sobject: str) -> dict[str, 
     return step(registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
 
 
+def _changed_rows(sobject: str, result: dict[str, Any], counters: tuple[str, ...]) -> dict[str, Any]:
+    """``result``, where one of its ``counters`` says rows changed; else the task ends skipped, so the
+    table's Asset gets no event (DAGs scheduled on it run on fresh data only)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    if not any(result.get(counter) for counter in counters):
+        raise AirflowSkipException(f"{sobject}: no row changed ({result['status']}); no Asset event")
+    return result
+
+
 @task
 def prepare_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> list[str]:
     """Bring the warehouse schema up to date; return the migrations this run applied."""
@@ -56,8 +66,6 @@ def extract_deltas(sobject: str) -> dict[str, Any]:
 def merge_into_target(sobject: str, extracted: dict[str, Any]) -> dict[str, Any]:
     """Merge the staged changes and advance the watermark in one transaction. A run that changed no row
     ends skipped: its table's Asset gets no event, so DAGs scheduled on it run on fresh data only."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
     from sfsync import inbound
 
     if extracted["status"] == "extracted":
@@ -65,23 +73,16 @@ def merge_into_target(sobject: str, extracted: dict[str, Any]) -> dict[str, Any]
         merged = inbound.merge(load_registry().get(sobject), run_id, extracted, WAREHOUSE_CONN_ID)
     else:
         merged = extracted  # finished by the extract task, or nothing to merge (waiting, skipped)
-    if not any(merged.get(counter) for counter in ("new", "updated", "deleted")):
-        raise AirflowSkipException(f"{sobject}: no row changed ({merged['status']}); no Asset event")
-    return merged
+    return _changed_rows(sobject, merged, ("new", "updated", "deleted"))
 
 
 @task(pool=SALESFORCE_POOL, trigger_rule="none_failed")  # also after a merge that changed nothing
 def reconcile_ids(sobject: str) -> dict[str, Any]:
     """When due, compare every Id with Salesforce (see ``inbound.reconcile``). Like the merge, it ends
     skipped when it changed no row, so the table's Asset gets an event only for fresh data."""
-    from airflow.sdk.exceptions import AirflowSkipException
-
     from sfsync import inbound
 
-    reconciled = _for_object(inbound.reconcile, sobject)
-    if not (reconciled.get("flagged") or reconciled.get("found")):
-        raise AirflowSkipException(f"{sobject}: no row changed ({reconciled['status']}); no Asset event")
-    return reconciled
+    return _changed_rows(sobject, _for_object(inbound.reconcile, sobject), ("flagged", "found"))
 
 
 @task(pool=SALESFORCE_POOL)
