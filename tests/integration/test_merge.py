@@ -167,11 +167,13 @@ def test_copying_straight_into_a_table_without_those_ids_leaves_what_the_merge_l
         conn.execute("INSERT INTO salesforce.lead (id) VALUES ('00Q1')")
 
 
-def id_key(conn):
-    """The table's key on id: its name, definition and index (a rebuilt index is a new one)."""
+def id_key(conn, table: str = "lead", kind: str = "u"):
+    """The table's key on id (``u``nique, or ``p``rimary for an inbound-only table): its name, definition
+    and index (a rebuilt index is a new one)."""
     return conn.execute(
         "SELECT conname, pg_get_constraintdef(oid), conindid FROM pg_constraint"
-        " WHERE conrelid = 'salesforce.lead'::regclass AND contype = 'u'"
+        " WHERE conrelid = %s::regclass AND contype = %s",
+        [f"salesforce.{table}", kind],
     ).fetchall()
 
 
@@ -221,14 +223,8 @@ def test_a_copy_into_an_empty_table_may_build_its_id_key_once_afterwards(conn):
 def test_an_inbound_only_tables_primary_key_is_rebuilt_before_the_deletes_are_stamped(conn):
     conn.execute("DROP TABLE IF EXISTS salesforce.account")
     warehouse.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
-    key = (
-        "SELECT conname, pg_get_constraintdef(oid), conindid FROM pg_constraint"
-        " WHERE conrelid = 'salesforce.account'::regclass AND contype IN ('p', 'u')"
-    )
-    [(name, definition, index)] = conn.execute(key).fetchall()
-    conn.execute(
-        "CREATE PUBLICATION sfsync_test_all FOR ALL TABLES"
-    )  # updates then need the replica identity
+    [(name, definition, index)] = id_key(conn, "account", "p")
+    conn.execute("CREATE PUBLICATION sfsync_test_all FOR ALL TABLES")  # updates need a replica identity
     try:
         rows = [("0011", True, "2025-03-01T12:00:00Z", None), ("0012", False, "2025-03-01T12:00:00Z", None)]
         with conn.transaction():
@@ -236,7 +232,7 @@ def test_an_inbound_only_tables_primary_key_is_rebuilt_before_the_deletes_are_st
     finally:
         conn.execute("DROP PUBLICATION sfsync_test_all")
     assert copied == {"new": 1, "updated": 0, "deleted": 1, "skipped": 0}
-    [(rebuilt_name, rebuilt_definition, rebuilt)] = conn.execute(key).fetchall()
+    [(rebuilt_name, rebuilt_definition, rebuilt)] = id_key(conn, "account", "p")
     assert (rebuilt_name, rebuilt_definition) == (name, definition) == ("account_pkey", "PRIMARY KEY (id)")
     assert rebuilt != index, "built anew, after the COPY"
     assert conn.execute(
