@@ -41,7 +41,7 @@ def sync(sobject: str, run_id: str) -> tuple[dict, float]:
     entry = registry.get(sobject)
     started = time.perf_counter()
     extracted = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-    merged = inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
+    merged = inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
     return merged, time.perf_counter() - started
 
 

@@ -67,7 +67,7 @@ def main() -> None:
             extracted = inbound.extract(
                 entry, registry.settings, "pull", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
             )
-            inbound.merge(entry, "pull", extracted, WAREHOUSE_CONN_ID)
+            inbound.merge(entry, registry.settings, "pull", extracted, WAREHOUSE_CONN_ID)
 
             for path, threshold in (("Bulk API 2.0", entry.bulk_threshold), ("sObject Collections", 10**9)):
                 edit(pg.url(), args.rows, path)

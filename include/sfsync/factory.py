@@ -41,14 +41,17 @@ def build_sync_dag(entry: SyncObject) -> DAG:
         **DAG_DEFAULTS,
     ) as dag:
         prepared = prepare_warehouse()
-        extracted = extract_deltas(entry.sobject)
-        table = table_asset(entry)
-        merged = merge_into_target.override(outlets=[table])(entry.sobject, extracted)  # type: ignore[arg-type]  # an XComArg at parse time
         if entry.direction == "bidirectional":
-            # Push first, then pull: the pull sees Salesforce after our writes, in the same run.
+            # Push first, then pull: the pull sees Salesforce after our writes, in the same run. A failed push
+            # never holds the pull back (it needs the schema only): Salesforce's changes keep arriving while
+            # the push's failure shows in its task and its run.
+            extracted = extract_deltas.override(trigger_rule="all_done_min_one_success")(entry.sobject)
             prepared >> push_changes(entry.sobject) >> extracted
         else:
-            prepared >> extracted
+            extracted = extract_deltas(entry.sobject)
+        prepared >> extracted
+        table = table_asset(entry)
+        merged = merge_into_target.override(outlets=[table])(entry.sobject, extracted)  # type: ignore[arg-type]  # an XComArg at parse time
         merged >> reconcile_ids.override(outlets=[table])(entry.sobject)
     return dag
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from sfsync import soql, warehouse
+from sfsync import locks, soql, warehouse, warehouse_key
 from sfsync.defaults import FULL_LOAD_TIMEOUT
 from sfsync.registry import SyncObject, load_registry
 from sfsync.salesforce import BulkPage, Salesforce
@@ -84,10 +84,13 @@ def _plan_object(
 
 def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: str) -> dict[str, Any]:
     """Copy the records created in one slice; returns rows, counters and API calls."""
-    entry = load_registry().get(piece["sobject"])
+    registry = load_registry()
+    entry = registry.get(piece["sobject"])
     start, end = datetime.fromisoformat(piece["start"]), datetime.fromisoformat(piece["end"])
     key = {"run_id": run_id, "sobject": entry.sobject, "start": start}
-    with warehouse.connect(wh_conn_id) as conn:
+    # Slices share the object's inbound lock: they copy different records, but no pull or reconcile of the
+    # object may run beside them (one started by hand, or by another deployment).
+    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, "inbound", shared=True):
         _mark(conn, key, "copying", attempt=1)
         sf = Salesforce(sf_conn_id)
         try:
@@ -97,19 +100,25 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
             query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
             total, results = sf.bulk_query(query, BULK_PAGE_RECORDS)
             try:
+                if warehouse_key.waiting(conn, entry.table):  # their records may be among these: match them
+                    raise _MustMerge
                 # Optimistically, as slices hold different records: straight into the table, no staging.
                 with conn.transaction():
                     pages = _progress(results, total, entry.sobject, piece)
                     counters = warehouse.copy_new(conn, entry.table, names, pages)
                     rows = counters["new"] + counters["deleted"]
                     _done(conn, key, sf, rows, staging)
-            except psycopg.errors.UniqueViolation as error:  # copied before, or records of another slice
-                log.info("%s: %s; staging and merging instead", entry.sobject, error.diag.message_detail)
+            except (psycopg.errors.UniqueViolation, _MustMerge) as error:  # copied before, or another slice's
+                why = (
+                    error.diag.message_detail if isinstance(error, psycopg.Error) else "rows await their Ids"
+                )
+                log.info("%s: %s; staging and merging instead", entry.sobject, why)
                 warehouse.create_staging(conn, entry.table, staging, names)
                 pages = _progress(results, total, entry.sobject, piece)  # read again, by locator
                 rows = warehouse.copy_csv(conn, staging, names, pages)
+                key_column = registry.settings.warehouse_id_field.lower()
                 with conn.transaction():
-                    counters = warehouse.merge_staged(conn, entry.table, staging, names)
+                    counters = warehouse_key.merge_staged(conn, entry, key_column, staging, names)
                     _done(conn, key, sf, rows, staging)
         except Exception as error:
             _mark(conn, key, "failed", calls=sf.meter.calls, error=f"{type(error).__name__}: {error}"[:2000])
@@ -223,6 +232,10 @@ def _progress(
         yield BulkPage(page.records, counted(page))
         rows += page.records
         report(rows)
+
+
+class _MustMerge(Exception):
+    """The slice cannot be COPYed straight into the table: rows inserted in the warehouse wait for Ids."""
 
 
 def _parse(value: str) -> datetime:

@@ -20,7 +20,7 @@ from urllib.parse import quote_plus
 import psycopg
 from psycopg import sql
 
-from sfsync import full_load, soql, warehouse
+from sfsync import full_load, locks, soql, warehouse, warehouse_key
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import BulkResults, Salesforce
 
@@ -30,6 +30,9 @@ INBOUND, RECONCILE = "inbound", "reconcile"
 BULK_PAGE_RECORDS = 50_000
 _IDS_PER_QUERY = 200  # Ids in one SOQL IN list, at most
 _QUERY_URL_CHARS = 12_000  # a REST query travels in its URL: Salesforce refuses URLs of about 16,000
+#: A usage reading over the budget is checked with the org again once it is this old: runs that skip make
+#: no call, so nothing else would ever refresh it; younger readings are trusted (objects share them).
+USAGE_FRESH = timedelta(seconds=60)
 
 
 def extract(
@@ -37,20 +40,23 @@ def extract(
 ) -> dict[str, Any]:
     """Stage this run's window of changes; return what ``merge`` needs (a reference, never rows)."""
     key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
-    with warehouse.connect(wh_conn_id) as conn:
+    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, INBOUND):
         run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
         if run and run[0] != "extracting":  # skipped, or finished by an attempt that died before reporting
             return _recorded(run)
         if not run and (waiting := _waiting_for_full_load(conn, entry)):
             return waiting
-        if (reason := _over_budget(conn, settings)) and not run:
-            log.warning("%s: skipping extraction: %s", entry.sobject, reason)
-            conn.execute(
-                warehouse.statement("state/start_run"),
-                key | {"status": "skipping", "window_start": None, "window_end": None},
-            )
-            _finish(conn, key, "skipped", {}, 0, reason)
-            return {"status": "skipped"}
+        if not run:
+            _abandon_stale_runs(conn, entry, key)
+            reason, calls = _over_budget(conn, settings, sf_conn_id)
+            if reason:
+                log.warning("%s: skipping extraction: %s", entry.sobject, reason)
+                conn.execute(
+                    warehouse.statement("state/start_run"),
+                    key | {"status": "skipping", "window_start": None, "window_end": None},
+                )
+                _finish(conn, key, "skipped", {}, calls, reason)
+                return {"status": "skipped"}
 
         sf = Salesforce(sf_conn_id)
         low, upper = _window(conn, entry, settings, key, run, sf)  # the org's clock, read at login
@@ -87,7 +93,10 @@ def extract(
         if probe is not None and (reread or (probe["records"] and asked != query)):  # not this query's
             probe = None
         source = _source(sf, entry, query, probe)
-        if isinstance(source, BulkResults) and not warehouse.holds_ids(conn, entry.table):
+        first_load = not warehouse.holds_ids(conn, entry.table) and not warehouse_key.waiting(
+            conn, entry.table
+        )
+        if isinstance(source, BulkResults) and first_load:
             merged = _copy_first(conn, sf, entry, key, fields, names, source, staging)
             if merged is not None:
                 _record_usage(conn, sf, sf_conn_id)
@@ -113,16 +122,24 @@ def extract(
     }
 
 
-def merge(entry: SyncObject, run_id: str, extracted: dict[str, Any], wh_conn_id: str) -> dict[str, Any]:
+def merge(
+    entry: SyncObject, settings: SyncSettings, run_id: str, extracted: dict[str, Any], wh_conn_id: str
+) -> dict[str, Any]:
     """Apply the staged window and advance the watermark, atomically; return the run's counters."""
     key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
-    with warehouse.connect(wh_conn_id) as conn, conn.transaction():
+    with (
+        warehouse.connect(wh_conn_id) as conn,
+        locks.holding(conn, entry.sobject, INBOUND),
+        conn.transaction(),
+    ):
         run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
         assert run is not None
-        if run[0] != "extracting":  # skipped, or finished by the fast path or an attempt that died unreported
+        if (
+            run[0] != "extracting"
+        ):  # skipped, abandoned, or finished by the fast path or an unreported attempt
             return _recorded(run)
-        staging = extracted["staging"]
-        counters = warehouse.merge_staged(conn, entry.table, staging, extracted["columns"])
+        staging, names = extracted["staging"], extracted["columns"]
+        counters = warehouse_key.merge_staged(conn, entry, _key_column(settings), staging, names)
         return _complete(conn, entry, key, run, counters, 0, staging, extracted.get("fields"))
 
 
@@ -205,7 +222,7 @@ def reconcile(
     returns, even through queryAll (hard deletes, purges, records turned invisible), are flagged as deleted;
     records the table lacks, or holds as deleted while Salesforce shows them live (turned visible, say by
     a sharing rule, without changing), are read and merged: no delta would ever bring them."""
-    with warehouse.connect(wh_conn_id) as conn:
+    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, INBOUND):
         last = conn.execute(
             "SELECT last_reconciled_at, now(), fields FROM sfsync.sync_state WHERE sobject = %s",
             [entry.sobject],
@@ -217,7 +234,8 @@ def reconcile(
                 "status": "not due",
                 "next": (last[0] + timedelta(hours=settings.reconcile_every_hours)).isoformat(),
             }
-        if reason := _over_budget(conn, settings):
+        reason, _ = _over_budget(conn, settings, sf_conn_id)
+        if reason:
             log.warning("%s: skipping reconciliation: %s", entry.sobject, reason)
             return {"status": "skipped", "reason": reason}
         # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
@@ -226,6 +244,7 @@ def reconcile(
         fields: list[str] = last[2]
         sf = Salesforce(sf_conn_id)
         key = {"run_id": run_id, "sobject": entry.sobject, "direction": RECONCILE}
+        _abandon_stale_runs(conn, entry, key)
         conn.execute(
             warehouse.statement("state/start_run"),
             key | {"status": "reconciling", "window_start": None, "window_end": None},
@@ -274,7 +293,7 @@ def reconcile(
                     ids=ids,
                 )
             ).rowcount
-            restored = warehouse.merge_staged(conn, entry.table, found_staging, names)
+            restored = warehouse_key.merge_staged(conn, entry, _key_column(settings), found_staging, names)
             conn.execute(
                 "UPDATE sfsync.sync_state SET last_reconciled_at = now() WHERE sobject = %s", [entry.sobject]
             )
@@ -376,14 +395,42 @@ def _records(pages: Iterable[dict[str, Any]], names: list[str]) -> Iterator[tupl
             yield tuple(lowered.get(n) for n in names)
 
 
-def _over_budget(conn: psycopg.Connection, settings: SyncSettings) -> str | None:
-    usage = conn.execute("SELECT used, max FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1").fetchone()
+def _over_budget(conn: psycopg.Connection, settings: SyncSettings, sf_conn_id: str) -> tuple[str | None, int]:
+    """Why the org's API budget holds this step back, if it does, and the calls spent to know. A reading
+    over the budget older than ``USAGE_FRESH`` is read from the org again first (one call)."""
+    reason, age = _budget_reading(conn, settings)
+    if reason is None or age < USAGE_FRESH:
+        return reason, 0
+    sf = Salesforce(sf_conn_id)
+    sf.read_usage()
+    _record_usage(conn, sf, sf_conn_id)
+    reason, _ = _budget_reading(conn, settings)
+    log.info("%s", reason or "the org's API usage is back under the budget: the sync resumes")
+    return reason, sf.meter.calls
+
+
+def _budget_reading(conn: psycopg.Connection, settings: SyncSettings) -> tuple[str | None, timedelta]:
+    """The latest usage reading: why it is over the budget (None when it is not), and its age."""
+    usage = conn.execute(
+        "SELECT used, max, now() - seen_at FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1"
+    ).fetchone()
     if usage and usage[1] and usage[0] / usage[1] >= settings.api_budget_share:
         return (
             f"the org has used {usage[0]} of its {usage[1]} daily API requests, above the "
             f"{settings.api_budget_share:.0%} share the sync may spend"
-        )
-    return None
+        ), usage[2]
+    return None, timedelta(0)
+
+
+def _abandon_stale_runs(conn: psycopg.Connection, entry: SyncObject, key: dict[str, str]) -> None:
+    """Close the object's runs of this direction that never finished, and drop what they staged."""
+    for (run_id,) in conn.execute(warehouse.statement("state/abandon_runs"), key).fetchall():
+        log.warning("%s: run %s never finished: marked abandoned", entry.sobject, run_id)
+        warehouse.drop_staging(conn, warehouse.staging_table(entry.table, run_id))
+
+
+def _key_column(settings: SyncSettings) -> str:
+    return settings.warehouse_id_field.lower()
 
 
 def _record_usage(conn: psycopg.Connection, sf: Salesforce, org: str) -> None:

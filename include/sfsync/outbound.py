@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
-from sfsync import ingest, soql, warehouse
+from sfsync import ingest, locks, soql, warehouse, warehouse_key
 from sfsync.defaults import OBJECT_SCHEMA
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import Salesforce
@@ -84,6 +83,7 @@ class Change:
     ]  # column -> every value the warehouse wrote since (a crashed push may have sent one)
     current: dict[str, Any] | None  # the row as it is now
     sobject: str  # the object written to (a converted lead's changes go to its contact)
+    last_error: str | None  # the code its last push failed with
     redirected: bool = False
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -93,7 +93,7 @@ def push(
 ) -> dict[str, Any]:
     """Send this object's pending warehouse changes to Salesforce; return the run's counters."""
     key = {"run_id": run_id, "sobject": entry.sobject, "direction": OUTBOUND}
-    with warehouse.connect(wh_conn_id) as conn:
+    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, OUTBOUND):
         changes = _pending(conn, entry)
         if not changes:
             return {"status": "nothing to push", "new": 0, "updated": 0, "deleted": 0, "failed": 0}
@@ -101,9 +101,16 @@ def push(
             warehouse.statement("state/start_run"),
             key | {"status": "pushing", "window_start": None, "window_end": None},
         )
-        sf = Salesforce(sf_conn_id)
-        pusher = _Pusher(conn, sf, entry, settings, key)
-        pusher.run(changes)
+        sf: Salesforce | None = None
+        try:
+            sf = Salesforce(sf_conn_id)
+            pusher = _Pusher(conn, sf, entry, settings, key)
+            pusher.run(changes)
+        except Exception as error:  # kept with the run, and the task fails; the pull runs all the same
+            why = f"{type(error).__name__}: {error}"[:2000]
+            failed = {"status": "failed", "api_calls": sf.meter.calls if sf else 0, "message": why}
+            conn.execute(warehouse.statement("state/finish_push"), key | failed)
+            raise
         message = {"status": "pushed", "api_calls": sf.meter.calls, "message": pusher.summary()}
         totals = conn.execute(warehouse.statement("state/finish_push"), key | message).fetchone()
         counters = dict(zip(("new", "updated", "deleted", "skipped", "failed"), totals or (), strict=True))
@@ -135,7 +142,7 @@ def _pending(conn: psycopg.Connection, entry: SyncObject) -> list[Change]:
         values: dict[str, Any] = {}
         base: dict[str, Any] = {}
         trail: dict[str, list[Any]] = {}
-        for *_, changed, _current in history:
+        for *_, changed, _current, _error in history:
             for column, diff in changed.items():
                 # A new chain of edits starts unless this edit was made on top of the previous one: in
                 # between, a pull wrote Salesforce's value, and that is what this edit replaced.
@@ -143,12 +150,14 @@ def _pending(conn: psycopg.Connection, entry: SyncObject) -> list[Change]:
                     base[column], trail[column] = diff["old"], []
                 values[column] = diff["new"]
                 trail[column].append(diff["new"])
-        _, change_id, operation, sfid, _, current = history[-1]
-        if operation != "delete":
+        _, change_id, operation, sfid, _, current, last_error = history[-1]
+        if operation != "delete" and current is not None:  # a row gone (TRUNCATEd) is settled as a failure
             sfid = current["id"]
             operation = "update" if sfid else "insert"
         changes.append(
-            Change(row_id, change_id, operation, sfid, values, base, trail, current, entry.sobject)
+            Change(
+                row_id, change_id, operation, sfid, values, base, trail, current, entry.sobject, last_error
+            )
         )
     return changes
 
@@ -195,15 +204,10 @@ class _Pusher:
         return ", ".join(f"{code} x{n}" for code, n in self.codes.most_common()) or None
 
     def run(self, changes: list[Change]) -> None:
-        malformed = {id(c) for c in changes if c.sfid is not None and not SALESFORCE_ID.fullmatch(c.sfid)}
-        self._settle(
-            [
-                (c, _failure("MALFORMED_ID", f"{c.sfid!r} in column id is not a Salesforce Id"))
-                for c in changes
-                if id(c) in malformed
-            ]
-        )
-        changes = [c for c in changes if id(c) not in malformed]
+        refused = [(c, why) for c in changes if (why := self._refusal(c))]
+        self._settle(refused)
+        gone = {id(c) for c, _ in refused}
+        changes = [c for c in changes if id(c) not in gone]
         self._decide_conflicts([c for c in changes if c.operation == "update"])
         for change in changes:
             if change.operation == "update" and (survivor := _known_survivor(change)):
@@ -218,6 +222,17 @@ class _Pusher:
                 return
             todo = self._survivors(replaced)
         self._settle([(c, _failure("ENTITY_IS_DELETED", "too many merges to follow")) for c in todo])
+
+    def _refusal(self, change: Change) -> dict[str, Any] | None:
+        """Why a change cannot be sent at all (kept as its error until the row changes again), if so."""
+        if change.current is None and change.operation != "delete":
+            return _failure(
+                "ROW_NOT_FOUND",
+                f"row {change.row_id} of {OBJECT_SCHEMA}.{self.entry.table} no longer exists (truncated?)",
+            )
+        if change.sfid is not None and not SALESFORCE_ID.fullmatch(change.sfid):
+            return _failure("MALFORMED_ID", f"{change.sfid!r} in column id is not a Salesforce Id")
+        return None
 
     # -- Conflicts -------------------------------------------------------------------------------------
 
@@ -359,24 +374,16 @@ class _Pusher:
     def _write(
         self, changes: list[Change], operation: str, key: str, sobject: str
     ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
+        by_rest = changes
         if len(changes) > self.entry.bulk_threshold:
-            # One job holds each record once: two changes bound for one record (two rows redirected to
-            # one merge survivor) go one after the other.
-            first: dict[str, Change] = {}
-            later = [c for c in changes if first.setdefault(str(c.record[key]), c) is not c]
-            chunk = list(first.values())
-            types = {self.names(sobject).get(column, column): kind for column, kind in self.types.items()}
-
-            def bulk() -> list[dict[str, Any]]:
-                records = [{k: v for k, v in c.record.items() if k != "attributes"} for c in chunk]
-                outcomes = ingest.run(self.sf, sobject, operation, records, key, types)
-                return [outcomes[str(c.record[key])] for c in chunk]
-
-            yield from self._guarded(chunk, bulk)
-            if later:
-                yield from self._write(later, operation, key, sobject)
-        elif operation == "delete":
-            for chunk in _chunks(changes, COLLECTION_SIZE):
+            # REST answers for each record: it takes those a Bulk job cannot carry, and those a failed job
+            # left unprocessed (one bad record fails a whole job: sent again by Bulk, it would hold the good
+            # ones back for ever).
+            by_rest = [c for c in changes if c.last_error == "NOT_PROCESSED" or not ingest.carries(c.record)]
+            rest = {id(c) for c in by_rest}
+            yield from self._bulk([c for c in changes if id(c) not in rest], operation, key, sobject)
+        if operation == "delete":
+            for chunk in _chunks(by_rest, COLLECTION_SIZE):
                 params = {"ids": ",".join(cast(str, c.sfid) for c in chunk), "allOrNone": "false"}
                 yield from self._guarded(
                     chunk,
@@ -384,7 +391,28 @@ class _Pusher:
                 )
         else:
             path = f"composite/sobjects/{sobject}/{key}" if operation == "upsert" else "composite/sobjects"
-            yield from self._collections(changes, "PATCH", path)
+            yield from self._collections(by_rest, "PATCH", path)
+
+    def _bulk(
+        self, changes: list[Change], operation: str, key: str, sobject: str
+    ) -> Iterator[list[tuple[Change, dict[str, Any]]]]:
+        if not changes:
+            return
+        # One job holds each record once: two changes bound for one record (two rows redirected to one
+        # merge survivor) go one after the other.
+        first: dict[str, Change] = {}
+        later = [c for c in changes if first.setdefault(str(c.record[key]), c) is not c]
+        chunk = list(first.values())
+        types = {self.names(sobject).get(column, column): kind for column, kind in self.types.items()}
+
+        def bulk() -> list[dict[str, Any]]:
+            records = [{k: v for k, v in c.record.items() if k != "attributes"} for c in chunk]
+            outcomes = ingest.run(self.sf, sobject, operation, records, key, types)
+            return [outcomes[str(c.record[key])] for c in chunk]
+
+        yield from self._guarded(chunk, bulk)
+        if later:
+            yield from self._write(later, operation, key, sobject)
 
     def _collections(
         self, changes: list[Change], method: str, path: str
@@ -452,9 +480,8 @@ class _Pusher:
 
     def _row_key(self, row_id: int) -> str:
         if not hasattr(self, "_installation"):
-            row = self.conn.execute("SELECT id FROM sfsync.installation").fetchone()
-            self._installation = cast(uuid.UUID, row[0])  # type: ignore[index]
-        return str(uuid.uuid5(self._installation, f"{self.entry.table}:{row_id}"))
+            self._installation = warehouse_key.installation(self.conn)
+        return warehouse_key.row_key(self._installation, self.entry.table, row_id)
 
     # -- Settling --------------------------------------------------------------------------------------
 
@@ -467,19 +494,19 @@ class _Pusher:
             (c, _UNCHANGED) if c.operation == "delete" and _codes(o) == {"ENTITY_IS_DELETED"} else (c, o)
             for c, o in outcomes
         ]
-        done = [(c, o) for c, o in outcomes if o.get("success")]
-        failed = [(c, o) for c, o in outcomes if not o.get("success")]
-        table = sql.Identifier(OBJECT_SCHEMA, self.entry.table)
         with self.conn.transaction(), self.conn.cursor() as cursor:
-            warehouse.as_the_sync(self.conn)  # a new Id written back does not echo back as a change
-            created = [(c.row_id, o["id"]) for c, o in done if c.operation == "insert"]
-            cursor.execute(
-                sql.SQL(
-                    "UPDATE {} t SET id = d.id FROM unnest(%s::bigint[], %s::text[]) AS d(row_id, id)"
-                    " WHERE t.{} = d.row_id"
-                ).format(table, sql.Identifier(warehouse.ROW_ID)),
-                [[row for row, _ in created], [sfid for _, sfid in created]],
-            )
+            created = [
+                (c.row_id, o["id"]) for c, o in outcomes if o.get("success") and c.operation == "insert"
+            ]
+            held = set(warehouse_key.claim(self.conn, self.entry.sobject, self.entry.table, created))
+            outcomes = [
+                (c, _failure("DUPLICATE_VALUE", f"record {o['id']} is in another row, whose edits wait"))
+                if c.operation == "insert" and c.row_id in held
+                else (c, o)
+                for c, o in outcomes
+            ]
+            done = [(c, o) for c, o in outcomes if o.get("success")]
+            failed = [(c, o) for c, o in outcomes if not o.get("success")]
             cursor.execute(
                 "UPDATE sfsync.outbox o SET pushed_at = now(), pushed_to = d.pushed_to"
                 " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS d(row_id, change_id, pushed_to)"

@@ -36,11 +36,10 @@ BULK_CHUNK_BYTES = 1 << 20
 class SalesforceError(RuntimeError):
     """Salesforce refused a request; the message is Salesforce's own (errorCode: message)."""
 
-    def __init__(self, errors: list[dict[str, Any]] | Any) -> None:
+    def __init__(self, errors: list[dict[str, Any]] | Any, about: str = "") -> None:
         items = errors if isinstance(errors, list) else [errors]
-        super().__init__(
-            "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in items if isinstance(e, dict))
-        )
+        said = "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in items if isinstance(e, dict))
+        super().__init__(f"{about}: {said}" if about else said)
 
 
 @dataclass
@@ -81,6 +80,12 @@ class Salesforce:
         """The object describe, as the integration user sees it (invisible fields are absent)."""
         return getattr(self.client, sobject).describe()
 
+    def read_usage(self) -> None:
+        """Ask the org for its API usage now (the ``limits`` resource, one call; the meter keeps it)."""
+        limits = cast(dict[str, Any], self.client.restful("limits/"))
+        if self.meter.used is None and (daily := limits.get("DailyApiRequests")):
+            self.meter.used, self.meter.limit = daily["Max"] - daily["Remaining"], daily["Max"]
+
     def now(self) -> datetime:
         """The end of the org's current second, by its clock (the ``Date`` of its last response, usually
         the login's, which costs no API call).
@@ -112,8 +117,13 @@ class Salesforce:
         }  # fmt: skip
         answer = cast(dict[str, Any], self.client.restful("composite", method="POST", json=body))
         described, delta = answer["compositeResponse"]
+        if described["httpStatusCode"] == 404:
+            raise SalesforceError(
+                described["body"],
+                f"{sobject} is no object the integration user can see (check its API name in the registry)",
+            )
         if described["httpStatusCode"] != 200:
-            raise SalesforceError(described["body"])
+            raise SalesforceError(described["body"], sobject)
         if delta["httpStatusCode"] == 200:
             return described["body"], delta["body"]
         if any(error.get("errorCode") == "INVALID_FIELD" for error in delta["body"]):

@@ -70,7 +70,8 @@ def merge_into_target(sobject: str, extracted: dict[str, Any]) -> dict[str, Any]
 
     if extracted["status"] == "extracted":
         run_id = get_current_context()["run_id"]
-        merged = inbound.merge(load_registry().get(sobject), run_id, extracted, WAREHOUSE_CONN_ID)
+        registry = load_registry()
+        merged = inbound.merge(registry.get(sobject), registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
     else:
         merged = extracted  # finished by the extract task, or nothing to merge (waiting, skipped)
     return _changed_rows(sobject, merged, ("new", "updated", "deleted"))

@@ -208,7 +208,7 @@ def test_a_field_made_visible_is_filled_in_on_records_that_do_not_change(
         # is the remembered one by now.
         retried = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         assert first["rows"] == retried["rows"] >= 3
-        merged = inbound.merge(entry, run_id, retried, WAREHOUSE_CONN_ID)
+        merged = inbound.merge(entry, registry.settings, run_id, retried, WAREHOUSE_CONN_ID)
         assert merged["updated"] >= 3, "no record changed, every one gets the field"
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
         with psycopg.connect(warehouse_url) as conn:
@@ -303,10 +303,10 @@ def test_crash_between_extraction_and_merge_then_retry(private_org, warehouse_ur
         admin.Lead.create(sample_lead(LastName="AfterTheWindow"))
         retried = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         assert retried["upper"] == first["upper"] and retried["rows"] == 3
-        merged = inbound.merge(entry, run_id, retried, WAREHOUSE_CONN_ID)
+        merged = inbound.merge(entry, registry.settings, run_id, retried, WAREHOUSE_CONN_ID)
         assert merged["new"] == 3
         # The merge committed but its worker died before reporting: the retry must not apply it twice.
-        assert inbound.merge(entry, run_id, retried, WAREHOUSE_CONN_ID) == merged
+        assert inbound.merge(entry, registry.settings, run_id, retried, WAREHOUSE_CONN_ID) == merged
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (3,)
         assert conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'sfsync' AND tablename LIKE 'stage%'"
@@ -315,7 +315,7 @@ def test_crash_between_extraction_and_merge_then_retry(private_org, warehouse_ur
         assert high_water.isoformat() == first["upper"]
         after = "manual__after-the-crash"
         extracted = inbound.extract(entry, registry.settings, after, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        assert inbound.merge(entry, after, extracted, WAREHOUSE_CONN_ID)["new"] == 1
+        assert inbound.merge(entry, registry.settings, after, extracted, WAREHOUSE_CONN_ID)["new"] == 1
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
 
 
@@ -334,12 +334,12 @@ def test_crash_inside_the_first_merge_then_retry(private_org, warehouse_url, mon
 
         with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
             patched.setattr(inbound, "_finish", crash)  # the empty table took the plain inserts
-            inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
+            inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
         assert conn.execute("SELECT max(high_water) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
-        merged = inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
+        merged = inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
         assert (merged["new"], merged["deleted"], merged["updated"], merged["skipped"]) == (2, 1, 0, 0)
-        assert inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID) == merged
+        assert inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID) == merged
         assert conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE isdeleted AND _sfsync_deleted_at IS NOT NULL)"
             " FROM salesforce.lead"
@@ -469,7 +469,7 @@ def _whole_table(conn) -> list[tuple]:
 def _run(entry, run_id: str) -> tuple[dict, dict]:
     registry = load_registry()
     extracted = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-    return extracted, inbound.merge(entry, run_id, extracted, WAREHOUSE_CONN_ID)
+    return extracted, inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
 
 
 def _start_over(conn) -> None:
@@ -562,7 +562,7 @@ def test_crashes_in_and_after_the_fast_path_then_retries(registry, private_org, 
         table = _whole_table(conn)
         # Committed, but the worker died before reporting: the retry and the merge task return the record.
         assert inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID) == done
-        assert inbound.merge(entry, run_id, done, WAREHOUSE_CONN_ID) == done
+        assert inbound.merge(entry, settings, run_id, done, WAREHOUSE_CONN_ID) == done
         assert _whole_table(conn) == table
         (high_water,) = conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone()
         assert high_water == conn.execute("SELECT window_end FROM sfsync.sync_runs").fetchone()[0]
