@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +49,34 @@ DEFAULT_WINNERS: dict[str, Side] = {
 
 class RegistryError(ValueError):
     """The registry file is missing, unreadable or has an invalid entry."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping key given twice.
+
+    PyYAML keeps the last value of a repeated key, so a second ``objects:`` would silently drop every entry
+    above it; YAML itself requires unique keys, so the file is reported as not valid YAML.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            # Merge keys ('<<: *defaults') may be overridden by the mapping's own keys, as YAML intends.
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # the SafeLoader reports an unhashable key below
+            if (earlier := first.get(key)) is None:
+                first[key] = key_node.start_mark
+                continue
+            where = f"line {earlier.line + 1}"
+            if earlier.line == key_node.start_mark.line:  # a flow mapping: the line alone is no help
+                where += f", column {earlier.column + 1}"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on {where})", key_node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
 
 
 class ConflictRules(BaseModel):
@@ -190,7 +218,7 @@ def load_registry(path: Path | str | None = None) -> Registry:
 @cache
 def _load(path: Path) -> Registry:
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except OSError as error:
         raise RegistryError(f"{path}: cannot read the registry: {error.strerror}") from None
     except yaml.YAMLError as error:
