@@ -51,6 +51,18 @@ class RegistryError(ValueError):
     """The registry file is missing, unreadable or has an invalid entry."""
 
 
+class UnknownFieldError(RegistryError):
+    """A registry entry names fields its object does not have: found at run time, against the describe.
+
+    ``fields`` holds the names as the registry spells them; the message has one line per name.
+    """
+
+    def __init__(self, sobject: str, fields: list[str], problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.sobject = sobject
+        self.fields = tuple(fields)
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """A SafeLoader that refuses a mapping key given twice.
 
