@@ -99,6 +99,16 @@ class ConflictRules(BaseModel):
     winner: Side | None = None
     fields: dict[FieldName, Side] = {}
 
+    @field_validator("fields")
+    @classmethod
+    def _one_rule_per_field(cls, fields: dict[str, Side]) -> dict[str, Side]:
+        # YAML sees 'Email' and 'email' as two keys, but ``winner`` matches either: the last would win.
+        first: dict[str, str] = {}
+        for name in fields:
+            if (earlier := first.setdefault(name.lower(), name)) != name:
+                raise ValueError(f"{earlier!r} and {name!r} name the same field (field names ignore case)")
+        return fields
+
 
 class SyncObject(BaseModel):
     """One synced Salesforce object."""

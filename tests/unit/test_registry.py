@@ -31,6 +31,10 @@ EXPECTED_ERRORS = {
         "conflicts fields Title",
         "'warehouse' or 'salesforce'",
     ],
+    "conflicts_same_field_twice.yaml": [
+        "entry 1 (Lead)",
+        "conflicts fields: 'Email' and 'email' name the same field",
+    ],
     # PyYAML would keep the last value of a repeated key, dropping the first without a word.
     "duplicate_objects_key.yaml": [
         "not valid YAML (line 6, column 1)",
