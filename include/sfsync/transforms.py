@@ -55,7 +55,7 @@ def columns(
     """The columns to sync from an object describe (which lists only the fields the caller can see).
 
     ``include`` (API names) narrows the set; a listed field the caller cannot see is simply absent, so a
-    field becoming invisible never fails a run.
+    field becoming invisible never fails a run (``check_fields`` tells a misspelt name from such a field).
     """
     wanted = None if include is None else {f.lower() for f in include}
     skipped = {f.lower() for f in exclude}
