@@ -2,17 +2,18 @@
 
 ``objects.yaml`` beside this module is the default; ``SFSYNC_REGISTRY`` names another file. Every entry is
 validated when the DAGs are parsed, and a bad entry stops parsing with a message that names the file, the
-entry and the problem, so a typo never becomes a silently skipped object.
+entry and the problem, so a typo never becomes a silently skipped object. Field names can only be checked
+against Salesforce: ``transforms.check_fields`` does it on every run, after the describe.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -51,6 +52,46 @@ class RegistryError(ValueError):
     """The registry file is missing, unreadable or has an invalid entry."""
 
 
+class UnknownFieldError(RegistryError):
+    """A registry entry names fields its object does not have: found at run time, against the describe.
+
+    ``fields`` holds the names as the registry spells them; the message has one line per name.
+    """
+
+    def __init__(self, sobject: str, fields: list[str], problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.sobject = sobject
+        self.fields = tuple(fields)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses a mapping key given twice.
+
+    PyYAML keeps the last value of a repeated key, so a second ``objects:`` would silently drop every entry
+    above it; YAML itself requires unique keys, so the file is reported as not valid YAML.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            # Merge keys ('<<: *defaults') may be overridden by the mapping's own keys, as YAML intends.
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # the SafeLoader reports an unhashable key below
+            if (earlier := first.get(key)) is None:
+                first[key] = key_node.start_mark
+                continue
+            where = f"line {earlier.line + 1}"
+            if earlier.line == key_node.start_mark.line:  # a flow mapping: the line alone is no help
+                where += f", column {earlier.column + 1}"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on {where})", key_node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
 class ConflictRules(BaseModel):
     """Which side wins a field changed on both sides since the last sync: per object, then per field."""
 
@@ -58,6 +99,16 @@ class ConflictRules(BaseModel):
 
     winner: Side | None = None
     fields: dict[FieldName, Side] = {}
+
+    @field_validator("fields")
+    @classmethod
+    def _one_rule_per_field(cls, fields: dict[str, Side]) -> dict[str, Side]:
+        # YAML sees 'Email' and 'email' as two keys, but ``winner`` matches either: the last would win.
+        first: dict[str, str] = {}
+        for name in fields:
+            if (earlier := first.setdefault(name.lower(), name)) != name:
+                raise ValueError(f"{earlier!r} and {name!r} name the same field (field names ignore case)")
+        return fields
 
 
 class SyncObject(BaseModel):
@@ -190,7 +241,7 @@ def load_registry(path: Path | str | None = None) -> Registry:
 @cache
 def _load(path: Path) -> Registry:
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except OSError as error:
         raise RegistryError(f"{path}: cannot read the registry: {error.strerror}") from None
     except yaml.YAMLError as error:

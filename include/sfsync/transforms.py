@@ -5,9 +5,12 @@ Shared by the incremental sync and the full load, so both write exactly the same
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from sfsync.registry import SyncObject, UnknownFieldError
 
 # Compound fields duplicate their components (BillingStreet, BillingCity...), which are synced instead;
 # Salesforce's own tools (Bulk API, Data Loader) cannot read them either.
@@ -52,7 +55,7 @@ def columns(
     """The columns to sync from an object describe (which lists only the fields the caller can see).
 
     ``include`` (API names) narrows the set; a listed field the caller cannot see is simply absent, so a
-    field becoming invisible never fails a run.
+    field becoming invisible never fails a run (``check_fields`` tells a misspelt name from such a field).
     """
     wanted = None if include is None else {f.lower() for f in include}
     skipped = {f.lower() for f in exclude}
@@ -64,6 +67,65 @@ def columns(
         writable = (bool(field.get("createable")), bool(field.get("updateable")))
         found.append(Column(field["name"], name, pg_type(field), *writable))
     return found
+
+
+def check_fields(entry: SyncObject, describe: dict[str, Any], known: Iterable[str] = ()) -> list[str]:
+    """Check the field names a registry entry gives against its object's describe.
+
+    The registry is validated without Salesforce, so a misspelt name would only show here: ``columns``
+    skips it quietly, as it must for a field that became invisible. Names are compared case-insensitively;
+    compound fields (addresses, locations) count as existing although they are never synced.
+
+    Args:
+        entry: The object's registry entry.
+        describe: The object describe as the integration user sees it (invisible fields are absent).
+        known: The fields the sync has seen before for this object, in any case (the columns of its
+            warehouse table). One of them missing from the describe was deleted or hidden by field-level
+            security, which must never fail a run: it only stops updating.
+
+    Returns:
+        Warnings for the log and the run summary, one line each naming the object and the field: a name in
+        ``fields`` or ``conflicts.fields`` that vanished, and a name in ``exclude`` the object does not have.
+
+    Raises:
+        UnknownFieldError: ``fields`` or ``conflicts.fields`` names a field the describe lacks and the sync
+            has never seen (a typo, or a field the integration user has never been able to read); one
+            line per name, with the closest real field name when there is one.
+    """
+    present = {field["name"].lower(): field["name"] for field in describe["fields"]}
+    seen = {name.lower() for name in known}
+    listed = () if entry.fields == "all" else entry.fields
+    unknown: list[str] = []
+    errors: list[str] = []
+    warnings: list[str] = []
+    # Each list, with what a field in it that vanished means (nothing, for an excluded one).
+    lists: tuple[tuple[str, Iterable[str], str | None], ...] = (
+        ("fields", listed, "its column stops updating"),
+        ("conflicts.fields", entry.conflicts.fields, "its rule has nothing to decide"),
+        ("exclude", entry.exclude, None),
+    )
+    for key, names, vanished in lists:
+        for name in dict.fromkeys(names):  # a name listed twice is reported once
+            if name.lower() in present:
+                continue
+            if name.lower() in seen:
+                if vanished:
+                    warnings.append(
+                        f"{entry.sobject}: {key} names {name!r}, which the integration user can no longer see"
+                        f" (deleted, or hidden by field-level security); {vanished}"
+                    )
+                continue
+            problem = f"{entry.sobject}: {key} names {name!r}, which {entry.sobject} does not have"
+            if close := difflib.get_close_matches(name.lower(), present, n=1):
+                problem += f" (did you mean {present[close[0]]!r}?)"
+            if key == "exclude":
+                warnings.append(problem)
+            else:
+                unknown.append(name)
+                errors.append(problem)
+    if errors:
+        raise UnknownFieldError(entry.sobject, unknown, errors)
+    return warnings
 
 
 def widen(old: str, new: str) -> str:

@@ -31,6 +31,24 @@ EXPECTED_ERRORS = {
         "conflicts fields Title",
         "'warehouse' or 'salesforce'",
     ],
+    "conflicts_same_field_twice.yaml": [
+        "entry 1 (Lead)",
+        "conflicts fields: 'Email' and 'email' name the same field",
+    ],
+    # PyYAML would keep the last value of a repeated key, dropping the first without a word.
+    "duplicate_objects_key.yaml": [
+        "not valid YAML (line 6, column 1)",
+        "duplicate key 'objects' (first on line 1)",
+    ],
+    "duplicate_entry_key.yaml": ["(line 8, column 5)", "duplicate key 'exclude' (first on line 6)"],
+    "duplicate_settings_key.yaml": [
+        "(line 4, column 3)",
+        "duplicate key 'lookback_seconds' (first on line 2)",
+    ],
+    "duplicate_conflict_field.yaml": [
+        "(line 5, column 53)",
+        "duplicate key 'Email' (first on line 5, column 16)",
+    ],
 }
 
 
@@ -105,3 +123,14 @@ def test_conflict_winners_default_to_marketos_rules_and_can_be_set_per_object_an
     assert (lead.winner("Title"), lead.winner("email")) == ("warehouse", "salesforce")
     assert contact.winner("Title") == "salesforce"
     assert campaign.winner("Name") == "warehouse"
+
+
+def test_a_merge_key_may_be_overridden_by_the_mappings_own_keys(tmp_path):
+    path = tmp_path / "objects.yaml"
+    path.write_text(
+        "objects:\n"
+        "  - &lead {sobject: Lead, direction: inbound, page_size: 500}\n"
+        "  - {<<: *lead, sobject: Contact}\n"
+    )
+    lead, contact = load_registry(path).objects
+    assert (contact.sobject, contact.direction, contact.page_size) == ("Contact", "inbound", 500)
