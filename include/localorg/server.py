@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -453,8 +454,10 @@ class _Dropped:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.response is None:
             # uvicorn closes the connection when the app fails after starting its answer; a header value
-            # it must refuse fails the start after it counts as started and before a byte is written.
-            await send({"type": "http.response.start", "status": 500, "headers": [(b"x-localorg", b"\n")]})
+            # it must refuse (RuntimeError) fails the start after it counts as started, before a byte is sent.
+            refused = {"type": "http.response.start", "status": 500, "headers": [(b"x-localorg", b"\n")]}
+            with contextlib.suppress(RuntimeError):
+                await send(refused)
             raise ConnectionAbortedError("localorg fault injection: connection dropped before the request")
 
         async def cut(message: Message) -> None:
