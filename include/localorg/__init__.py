@@ -3,7 +3,9 @@
 Start it with ``python -m localorg serve [--port 8443] [--data DIR] [--session-timeout S] [--api-limit N]``.
 The data directory defaults to ``.sfsync/localorg`` under the project root. The first start creates
 the org there: ``org.sqlite`` (records survive restarts) and a local certificate authority,
-``ca.pem``, that clients trust through ``REQUESTS_CA_BUNDLE``; later starts reuse both.
+``ca.pem``, that clients trust through ``REQUESTS_CA_BUNDLE``; later starts reuse both. The directory
+and everything in it (the server's private key, the admin token, records) are readable by their owner
+only: 0700 and 0600, tightened again whenever an org opens the directory.
 ``python -m localorg connection`` prints the connection settings without serving.
 
 Users (declared in ``org.yaml``; log in with password + security token):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import ssl
 import sys
 import time
@@ -122,6 +123,8 @@ def _admin_parser(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Files are created private where they are made; the umask keeps anything else the CLI writes so too.
+    os.umask(0o077)
     parser = argparse.ArgumentParser(prog="python -m localorg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     seed = sub.add_parser("seed", help="fill the org with realistic, deterministic data")

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .datadir import DIR_MODE, write_private
 from .errors import SalesforceError, record_errors
 from .ids import normalize_id
 from .schema import SObject
@@ -24,9 +25,8 @@ def admin_token(data_dir: Path) -> str:
     """The data directory's admin token (created on first use, readable by its owner only)."""
     path = data_dir / TOKEN_FILE
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32))
-        path.chmod(0o600)
+        data_dir.mkdir(DIR_MODE, parents=True, exist_ok=True)
+        write_private(path, secrets.token_urlsafe(32).encode())
     return path.read_text().strip()
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import faults
+from .datadir import DIR_MODE, private_opener, write_private
 from .errors import SalesforceError, not_found, record_errors
 from .ids import make_id, normalize_id
 from .query import Plan
@@ -181,7 +182,7 @@ class BulkJobs:
         self.api = api
         self.root = spool_root
         shutil.rmtree(self.root, ignore_errors=True)  # jobs do not survive a restart
-        self.root.mkdir(parents=True)
+        self.root.mkdir(DIR_MODE, parents=True)
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._counter = 0
@@ -219,7 +220,7 @@ class BulkJobs:
             self._counter += 1
             job_id = make_id("750", self._counter * 1009 + int(time.time()) % 1009)
         spool = self.root / job_id
-        spool.mkdir()
+        spool.mkdir(DIR_MODE)
         job = Job(
             job_id,
             kind,
@@ -410,7 +411,7 @@ class BulkJobs:
         ending = job.line_ending.encode()
         offsets = array("q", [0])
         path = job.spool / name
-        with path.open("wb") as out:
+        with open(path, "wb", opener=private_opener) as out:
             cursor = conn.execute(sql, params)
             while rows := cursor.fetchmany(_FETCH_ROWS):
                 if job.state != "InProgress":
@@ -507,7 +508,7 @@ class BulkJobs:
                 f"Found multiple contents for job: <{job.id}>, please 'Close' / 'Abort' / 'Delete' the "
                 "current Job then create a new Job and make sure you only do 'PUT' once on a given Job.",
             )
-        (job.spool / "data.csv").write_bytes(data)
+        write_private(job.spool / "data.csv", data)
         job.uploaded = True
 
     def set_state(self, job: Job, body: Any) -> dict[str, Any]:
@@ -538,7 +539,7 @@ class BulkJobs:
         record = self._record_builder(job, columns)
         id_index = next((i for i, c in enumerate(columns) if c.lower() == "id"), None)
         results = {
-            name: (job.spool / f"{name}.csv").open("w", newline="", encoding="utf-8")
+            name: open(job.spool / f"{name}.csv", "w", newline="", encoding="utf-8", opener=private_opener)
             for name in ("successfulResults", "failedResults", "unprocessedRecords")
         }
         try:

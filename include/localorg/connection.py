@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import trustme
 
+from .datadir import DIR_MODE, write_private
 from .orgdef import UserDef
 
 CA_FILE = "ca.pem"
@@ -20,12 +21,12 @@ def ensure_certificates(data_dir: Path) -> tuple[Path, Path]:
     """The CA file clients trust and the server's key+chain PEM; created on first use, then reused."""
     ca_file, server_file = data_dir / CA_FILE, data_dir / SERVER_CERT_FILE
     if not (ca_file.exists() and server_file.exists()):
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(DIR_MODE, parents=True, exist_ok=True)
         ca = trustme.CA(organization_name="localorg")
         # The client connects to https://127.0.0.1:<port>, so the certificate must name the IP.
         cert = ca.issue_cert("127.0.0.1", "localhost")
-        cert.private_key_and_cert_chain_pem.write_to_path(str(server_file))
-        ca.cert_pem.write_to_path(str(ca_file))
+        write_private(server_file, cert.private_key_and_cert_chain_pem.bytes())
+        write_private(ca_file, ca.cert_pem.bytes())
     return ca_file, server_file
 
 

@@ -25,12 +25,21 @@ KINDS = {
     "http_502": "HTTP 502 Bad Gateway (an HTML page from the load balancer)",
     "http_503": "HTTP 503 SERVER_UNAVAILABLE",
     "drop": "send the status, headers and part of the body, then drop the connection",
+    "drop_before": "drop the connection before the org sees the request: nothing is committed, no answer",
     "invalid_session": "expire the caller's session: HTTP 401 INVALID_SESSION_ID now and after",
     "request_limit": "HTTP 403 REQUEST_LIMIT_EXCEEDED",
     "lock_row": "UNABLE_TO_LOCK_ROW for each record written (per record in Collections and Bulk results)",
     "bulk_job_failed": "a Bulk API 2.0 job ends in state Failed with errorMessage",
 }
-REQUEST_KINDS = ("http_500", "http_502", "http_503", "drop", "invalid_session", "request_limit")
+REQUEST_KINDS = (
+    "http_500",
+    "http_502",
+    "http_503",
+    "drop",
+    "drop_before",
+    "invalid_session",
+    "request_limit",
+)
 
 # The API path a record write belongs to: the request's, or the one that created a Bulk job.
 current_route: contextvars.ContextVar[str] = contextvars.ContextVar("localorg_route", default="")

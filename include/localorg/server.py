@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -153,7 +154,8 @@ class Api:
         # Clients read the org's clock from Date (the sync freezes its windows with it), so it is stamped
         # when the answer is ready; uvicorn's own header is refreshed only once a second.
         target = response.response if isinstance(response, _Dropped) else response
-        target.headers["Date"] = formatdate(usegmt=True)
+        if target is not None:
+            target.headers["Date"] = formatdate(usegmt=True)
         return response
 
     def handle(self, request: Request, body: bytes) -> Response | _Dropped:
@@ -170,6 +172,8 @@ class Api:
             return self._respond(request, body)
         if rule.kind == "drop":
             return _Dropped(self._respond(request, body))
+        if rule.kind == "drop_before":
+            return _Dropped(None)
         return self._fault_response(rule, request)
 
     def _fault_response(self, rule: faults.Rule, request: Request) -> Response:
@@ -441,12 +445,21 @@ class _HeldStatus(Response):
 
 
 class _Dropped:
-    """A response cut off mid-body: status, headers and part of the body, then the connection drops."""
+    """A connection dropped with the answer cut off mid-body (status, headers and part of the body), or
+    with no answer at all when there is no ``response``."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response | None) -> None:
         self.response = response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.response is None:
+            # uvicorn closes the connection when the app fails after starting its answer; a header value
+            # it must refuse (RuntimeError) fails the start after it counts as started, before a byte is sent.
+            refused = {"type": "http.response.start", "status": 500, "headers": [(b"x-localorg", b"\n")]}
+            with contextlib.suppress(RuntimeError):
+                await send(refused)
+            raise ConnectionAbortedError("localorg fault injection: connection dropped before the request")
+
         async def cut(message: Message) -> None:
             if message["type"] == "http.response.body":
                 body = message.get("body", b"")

@@ -11,6 +11,9 @@ Grammar (keywords case-insensitive)::
     literal   := string | number | date | datetime | NULL | TRUE | FALSE
     order     := path [ASC | DESC] [NULLS (FIRST | LAST)]
 
+ORDER is a keyword and a standard object: it names the object after FROM and a relationship before a
+``.`` (``Order.Status``, from OrderItem), as in Salesforce, and starts ORDER BY everywhere else.
+
 Anything else is a MALFORMED_QUERY in Salesforce's ``ERROR at Row:R:Column:C`` format; nothing is
 skipped silently.
 """
@@ -164,8 +167,9 @@ class _Parser:
         if self.op(op) is None:
             raise self.fail()
 
-    def name(self) -> Token:
-        if self.tok.kind != "ident" or self.tok.upper in _RESERVED:
+    def name(self, *allowed: str) -> Token:
+        """An identifier that is not a keyword, except the keywords ``allowed`` here."""
+        if self.tok.kind != "ident" or self.tok.upper in _RESERVED.difference(allowed):
             raise self.fail()
         return self.take()
 
@@ -188,7 +192,7 @@ class _Parser:
             while self.op(","):
                 fields.append(self.path())
         self.expect_keyword("FROM")
-        sobject = self.name()
+        sobject = self.name("ORDER")
         where = self.condition() if self.keyword("WHERE") else None
         order: list[OrderItem] = []
         if self.keyword("ORDER"):
@@ -203,7 +207,8 @@ class _Parser:
         return Query(count, tuple(fields), sobject.text, sobject.pos, where, tuple(order), limit, offset)
 
     def path(self) -> Path:
-        first = self.name()
+        relationship = self.tok.upper == "ORDER" and self.tokens[self.i + 1].text == "."
+        first = self.name("ORDER") if relationship else self.name()
         parts = [first.text]
         if self.op("."):
             parts.append(self.name().text)

@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .datadir import FILE_MODE, make_private
 from .errors import RecordError, RecordValidationError, SalesforceError
 from .formula import compile_formula
 from .ids import make_id
@@ -119,7 +120,9 @@ class Org:
         self._write_lock = threading.RLock()
         # Called before every record write (fault injection: UNABLE_TO_LOCK_ROW); raises to fail the record.
         self.write_hook: Callable[[], None] | None = None
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(data_dir)
+        if not self.path.exists():
+            self.path.touch(FILE_MODE)  # SQLite gives its -wal and -shm files the database file's mode
         conn = self.conn()
         with self._write_lock:
             self._create_tables(conn)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .admin import admin_token
 from .connection import Connection, ensure_certificates
+from .datadir import private_opener
 from .orgdef import DEFAULT_ORG_FILE, OrgDef, UserDef, load_org
 
 
@@ -121,7 +122,7 @@ def running_org(
         command += ["--api-limit", str(api_limit)]
     log_file = data_dir / f"server-{port}.log"
     src_root = Path(__file__).resolve().parents[1]
-    with log_file.open("w") as log:
+    with open(log_file, "w", opener=private_opener) as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=src_root)
     try:
         _wait_until_ready(process, port, ca_file, log_file, startup_timeout)

@@ -82,6 +82,25 @@ def test_dropped_connection(sf: Salesforce, fault: Callable[..., dict]) -> None:
     assert sf.query("SELECT COUNT() FROM Lead")["totalSize"] >= 0
 
 
+def test_drop_before_commits_nothing_and_drop_after_commits(
+    sf: Salesforce, fault: Callable[..., dict], unique: Callable[[], str]
+) -> None:
+    def created(company: str) -> int:
+        return sf.query(f"SELECT COUNT() FROM Lead WHERE Company = '{company}'")["totalSize"]
+
+    before, after = unique(), unique()
+    fault("drop_before", route="sobjects/Lead/?$", method="POST", count=1)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        sf.Lead.create(lead(Company=before))
+    assert created(before) == 0  # the org never saw the request: a retry is safe
+    fault("drop", route="sobjects/Lead/?$", method="POST", count=1)
+    with pytest.raises(requests.exceptions.RequestException):
+        sf.Lead.create(lead(Company=after))
+    assert created(after) == 1  # committed, only the answer was lost: a blind retry would duplicate it
+    sf.Lead.create(lead(Company=before))  # both rules retired after their count
+    assert created(before) == 1
+
+
 def test_expired_session(connect: Callable[[str], Salesforce], fault: Callable[..., dict]) -> None:
     client = connect("integration")
     old = client.session_id

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 
 import pytest
 from simple_salesforce import Salesforce, SalesforceMalformedRequest
 
+from localorg.soql import parse
 from localorg.store import Org
 from localorg.testing import sample_lead as lead
 
@@ -112,6 +115,40 @@ def test_field_names_are_returned_in_describe_casing(sf: Salesforce, tagged: str
     assert list(record) == ["attributes", "Id", "LastName", "AnnualRevenue"]
 
 
+def test_order_is_an_object_as_well_as_a_keyword(sf: Salesforce, unique: Callable[[], str]) -> None:
+    account = sf.Account.create({"Name": f"Orders {unique()}"})["id"]
+    made = [
+        sf.Order.create({"AccountId": account, "EffectiveDate": f"2024-0{m}-01", "Name": f"O{m}"})["id"]
+        for m in (2, 1)
+    ]
+    soql = f"SELECT Id, Name, Status, TotalAmount, Account.Name FROM Order WHERE AccountId = '{account}'"
+    first = sf.query(soql + " ORDER BY Id")["records"]
+    assert [r["Id"] for r in first] == made
+    assert (first[0]["Status"], first[0]["TotalAmount"], first[0]["attributes"]["type"]) == (
+        "Draft",
+        0,
+        "Order",
+    )
+    assert first[0]["Account"]["Name"].startswith("Orders ")
+    ordered = sf.query_all(f"select id from order where accountid = '{account}' order by EffectiveDate DESC")
+    assert [r["Id"] for r in ordered["records"]] == made
+    assert sf.query(f"SELECT COUNT() FROM ORDER WHERE AccountId = '{account}'")["totalSize"] == 2
+    bulk = [row for page in sf.bulk2.Order.query(soql, wait=0) for row in csv.DictReader(io.StringIO(page))]
+    assert sorted(r["Id"] for r in bulk) == sorted(made)
+    assert sf.Order.describe()["keyPrefix"] == "801"
+
+
+def test_order_relationship_paths_parse() -> None:
+    query = parse(
+        "SELECT Order.Name FROM OrderItem WHERE Order.Status = 'Draft' ORDER BY Order.EffectiveDate"
+    )
+    assert query.sobject == "OrderItem"
+    assert [p.parts for p in (*query.fields, query.order[0].path)] == [
+        ("Order", "Name"),
+        ("Order", "EffectiveDate"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("soql", "code", "text"),
     [
@@ -122,6 +159,8 @@ def test_field_names_are_returned_in_describe_casing(sf: Salesforce, tagged: str
             "unexpected token: OR",
         ),
         ("SELECT Id FROM Lead GROUP BY Name", "MALFORMED_QUERY", "unexpected token: GROUP"),
+        ("SELECT Id FROM Lead ORDER Id", "MALFORMED_QUERY", "unexpected token: Id"),
+        ("SELECT Order FROM Order", "MALFORMED_QUERY", "unexpected token: Order"),
         ("SELECT Id, Nope__c FROM Lead", "INVALID_FIELD", "No such column 'Nope__c' on entity 'Lead'"),
         ("SELECT Id, Internal_Rating__c FROM Lead", "INVALID_FIELD", "No such column 'Internal_Rating__c'"),
         ("SELECT Id FROM Foo", "INVALID_TYPE", "sObject type 'Foo' is not supported."),
