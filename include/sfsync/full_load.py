@@ -60,7 +60,7 @@ def _plan_object(
     interval: tuple[datetime, datetime] | None,
     run_id: str,
 ) -> None:
-    warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
+    warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))  # warnings logged
     watermark = sf.now()  # taken before any record is read: the hand-over point
     if interval is None:
         first = sf.client.query_all(
@@ -94,7 +94,7 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
         _mark(conn, key, "copying", attempt=1)
         sf = Salesforce(sf_conn_id)
         try:
-            columns = warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
+            columns, _ = warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
             names = [c.name for c in columns]
             staging = warehouse.staging_table(entry.table, f"{run_id}/{piece['start']}")
             query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)

@@ -71,7 +71,13 @@ def extract(
             asked = soql.count_of(soql.delta_query(entry.sobject, ["Id"], entry.cursor_field, low, upper))
             asked += f" LIMIT {entry.bulk_threshold + 1}"
         describe, probe = sf.describe_and_query(entry.sobject, asked, entry.page_size)
-        columns = warehouse.prepare_object_table(conn, entry, describe)
+        columns, warnings = warehouse.prepare_object_table(conn, entry, describe)
+        if warnings:  # kept as the run's message (its summary): they are the registry owner's to act on
+            conn.execute(
+                "UPDATE sfsync.sync_runs SET message = %(message)s WHERE run_id = %(run_id)s"
+                " AND sobject = %(sobject)s AND direction = %(direction)s",
+                key | {"message": "; ".join(warnings)},
+            )
         fields = [c.field for c in columns]
         added = set(fields) - set(known or fields)
         reread = bool(added and low is not None)

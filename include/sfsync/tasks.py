@@ -13,16 +13,22 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_POOL, WAREHOUSE_CONN_ID
-from sfsync.registry import load_registry
+from sfsync.registry import RegistryError, load_registry
 
 log = logging.getLogger(__name__)
 
 
 def _for_object(step: Callable[..., dict[str, Any]], sobject: str) -> dict[str, Any]:
-    """Run one step of an object's sync with its registry entry, the shared settings and this run's id."""
+    """Run one step of an object's sync with its registry entry, the shared settings and this run's id.
+    A registry mistake fails the task without retries: it fails the same way until someone fixes it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
     registry = load_registry()
     run_id = get_current_context()["run_id"]
-    return step(registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    try:
+        return step(registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    except RegistryError as error:
+        raise AirflowFailException(str(error)) from error
 
 
 def _changed_rows(sobject: str, result: dict[str, Any], counters: tuple[str, ...]) -> dict[str, Any]:

@@ -301,9 +301,15 @@ def _guard_writes(
 
 def prepare_object_table(
     conn: psycopg.Connection, entry: SyncObject, describe: dict[str, Any]
-) -> list[Column]:
+) -> tuple[list[Column], list[str]]:
     """The columns of an object describe that the registry entry syncs, with the object's table (and its
-    write guards) brought in line with them."""
+    write guards) brought in line with them; and warnings about the entry's field names, also logged.
+
+    The entry's field names are checked against the describe first (``transforms.check_fields``): one the
+    object never had fails the step before the table changes."""
+    warnings = transforms.check_fields(entry, describe, table_columns(conn, entry.table))
+    for warning in warnings:
+        log.warning("%s", warning)
     include = None if entry.fields == "all" else entry.fields
     columns = transforms.columns(describe, include, entry.exclude)
     if missing := [n for n in REQUIRED_COLUMNS if n not in {c.name for c in columns}]:
@@ -311,7 +317,7 @@ def prepare_object_table(
     bidirectional = entry.direction == "bidirectional"
     for change in ensure_table(conn, entry.table, columns, bidirectional, entry.sobject, entry.allow_delete):
         log.info("%s: %s", entry.sobject, change)
-    return columns
+    return columns, warnings
 
 
 def as_the_sync(conn: psycopg.Connection) -> None:
