@@ -61,17 +61,24 @@ def test_direction_tag_follows_the_registry(dagbag):
 
 @pytest.mark.parametrize("entry", list(load_registry().enabled()), ids=lambda e: e.dag_id)
 def test_sync_dag_structure(dagbag, entry):
-    """Bidirectional objects push the warehouse's changes first, then pull, in the same run."""
+    """Bidirectional objects push the warehouse's changes first, then pull, in the same run; the pull needs
+    the schema, not a successful push."""
     pull = {
         "extract_deltas": {"merge_into_target"},
         "merge_into_target": {"reconcile_ids"},
         "reconcile_ids": set(),
     }
+    dag = dagbag.dags[entry.dag_id]
     if entry.direction == "bidirectional":
-        expected = {"prepare_warehouse": {"push_changes"}, "push_changes": {"extract_deltas"}} | pull
+        expected = {
+            "prepare_warehouse": {"push_changes", "extract_deltas"},
+            "push_changes": {"extract_deltas"},
+        } | pull
+        assert dag.get_task("extract_deltas").trigger_rule == "all_done_min_one_success"
     else:
         expected = {"prepare_warehouse": {"extract_deltas"}} | pull
-    assert {t.task_id: set(t.downstream_task_ids) for t in dagbag.dags[entry.dag_id].tasks} == expected
+        assert dag.get_task("extract_deltas").trigger_rule == "all_success"
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == expected
 
 
 @pytest.mark.parametrize("dag_id", EXPECTED_SYNC_DAGS)

@@ -98,11 +98,18 @@ def test_a_run_that_never_merged_is_marked_abandoned_and_its_staging_dropped(
         )
         staging = extracted["staging"]
         assert fetch(warehouse_url, "SELECT to_regclass(%s) IS NOT NULL", [f"sfsync.{staging}"]) == [(True,)]
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:  # and a push killed halfway
+            conn.execute(
+                "INSERT INTO sfsync.sync_runs (run_id, sobject, direction, status, started_at)"
+                " VALUES ('manual__died', 'Lead', 'outbound', 'pushing', now())"
+            )
+            conn.execute("UPDATE salesforce.lead SET title = 'Pushed'")
         ran = sync("lead")
     assert ran["new"] == 1, "the next run reads the window the dead one never merged"
-    assert fetch(warehouse_url, "SELECT status FROM sfsync.sync_runs WHERE run_id = 'manual__died'") == [
-        ("abandoned",)
-    ]
+    assert fetch(
+        warehouse_url,
+        "SELECT direction, status FROM sfsync.sync_runs WHERE run_id = 'manual__died' ORDER BY 1",
+    ) == [("inbound", "abandoned"), ("outbound", "abandoned")]
     assert fetch(warehouse_url, "SELECT to_regclass(%s)", [f"sfsync.{staging}"]) == [(None,)]
 
 
