@@ -68,7 +68,7 @@ REVOKE EXECUTE ON FUNCTION sfsync.capture_change(), sfsync.refuse_write(), sfsyn
 -- Until now an editor of a bidirectional table needed INSERT on sfsync.outbox (the capture ran with the
 -- writer's privileges), and with it could queue any change for any object. Only the sync writes its own
 -- bookkeeping now: every write privilege on sfsync's tables and sequences that another role holds (on the
--- table or on columns of it) goes; reading stays as granted. CASCADE: with what they granted others in turn.
+-- table or on columns of it) goes, with what they granted others in turn (CASCADE); reads stay.
 DO $$
 DECLARE
     held record;
@@ -88,10 +88,11 @@ BEGIN
          WHERE acl.grantee <> c.relowner AND acl.privilege_type <> 'SELECT'
     LOOP
         IF held.sequence THEN
-            EXECUTE format('REVOKE USAGE, UPDATE ON SEQUENCE %s FROM %s CASCADE', held.relation, held.grantee);
-        ELSE
-            EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s CASCADE',
+            EXECUTE format('REVOKE USAGE, UPDATE ON SEQUENCE %s FROM %s CASCADE',
                            held.relation, held.grantee);
+        ELSE
+            EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON %s FROM %s'
+                           ' CASCADE', held.relation, held.grantee);
         END IF;
     END LOOP;
 END
