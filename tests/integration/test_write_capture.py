@@ -146,3 +146,16 @@ def test_guards_are_attached_once_and_follow_the_columns(conn):
     ]
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="title cannot be created"):
         conn.execute("INSERT INTO salesforce.lead (email, title) VALUES ('a@x.com', 'CTO')")
+
+
+def test_a_table_whose_direction_changes_keeps_only_the_guards_of_the_new_one(conn):
+    assert sorted(warehouse.ensure_table(conn, "lead", COLUMNS, False, "Lead")) == [
+        "dropped trigger sfsync_capture",
+        "dropped trigger sfsync_writable",
+        "trigger sfsync_refuse(Lead)",
+        "trigger sfsync_refuse_truncate(Lead)",
+    ]
+    with pytest.raises(
+        psycopg.errors.InsufficientPrivilege, match=r"salesforce.lead is synced from Salesforce only"
+    ):
+        conn.execute("TRUNCATE salesforce.lead")

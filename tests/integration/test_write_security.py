@@ -230,3 +230,22 @@ def test_upgrading_takes_back_the_outbox_grant_editors_needed(warehouse_url, rol
         with pytest.raises(Refused, match="permission denied"):
             as_editor.execute(statement)
     assert as_editor.execute("SELECT count(*) FROM sfsync.outbox").fetchone() == (1,)
+
+
+def test_triggers_without_the_syncs_role_are_attached_again(conn):
+    """Triggers from before the role check (the setting alone), or naming another role (credentials
+    rotated), are replaced at the table's next run."""
+    old = "WHEN (current_setting('sfsync.origin', true) IS DISTINCT FROM 'salesforce')"
+    other = old[:-1] + " OR current_user <> 'retired_sync')"
+    for trigger, table, function, when in [
+        ("sfsync_capture", "lead", "capture_change('Lead', 'no-deletes')", old),
+        ("sfsync_refuse", "account", "refuse_write('Account')", other),
+    ]:
+        conn.execute(
+            f"CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON salesforce.{table}"
+            f" FOR EACH ROW {when} EXECUTE FUNCTION sfsync.{function}"
+        )
+    assert prepare(conn) == [
+        "lead: trigger sfsync_capture(Lead, no-deletes)",
+        "account: trigger sfsync_refuse(Account)",
+    ]
