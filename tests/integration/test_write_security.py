@@ -249,3 +249,39 @@ def test_triggers_without_the_syncs_role_are_attached_again(conn):
         "lead: trigger sfsync_capture(Lead, no-deletes)",
         "account: trigger sfsync_refuse(Account)",
     ]
+
+
+def test_a_sync_role_that_is_no_superuser_runs_the_sync_and_only_it_writes_as_the_sync(
+    warehouse_url, role, connect_as
+):
+    """As in production: the sync's own role, with CREATE on the database only, migrates and owns it all;
+    even a superuser that sets sfsync.origin is not the sync."""
+    sync, editor = role(), role()
+    with psycopg.connect(warehouse_url, autocommit=True) as admin:
+        database = admin.execute("SELECT current_database()").fetchone()[0]
+        admin.execute(
+            sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(
+                sql.Identifier(database), sql.Identifier(sync)
+            )
+        )
+        as_sync = connect_as(sync)
+        warehouse.migrate(as_sync)
+        as_sync.execute("INSERT INTO sfsync.access (grantee, access) VALUES (%s, 'edit')", [editor])
+        assert f"lead: granted SELECT, INSERT, UPDATE, DELETE to {editor}" in prepare(as_sync)
+        names = [c.name for c in COLUMNS]
+        for table, row in [
+            ("lead", ("00Q1", False, "2025-03-01T12:00:00Z", "a@x.com")),
+            ("account", ("0011",)),
+        ]:
+            warehouse.create_staging(as_sync, table, "stage__t", names[: len(row)])
+            warehouse.copy_rows(as_sync, "stage__t", names[: len(row)], [row])
+            with as_sync.transaction():
+                warehouse.merge_staged(as_sync, table, "stage__t", names[: len(row)])
+        connect_as(editor).execute("UPDATE salesforce.lead SET email = 'editor@x.com'")
+        as_sync.execute("UPDATE salesforce.lead SET email = 'by-hand@x.com'")  # the sync's role, by hand
+        assert [row[3]["email"]["new"] for row in outbox(as_sync)] == ["editor@x.com", "by-hand@x.com"]
+        admin.execute("SET sfsync.origin = 'salesforce'")
+        with pytest.raises(Refused, match="salesforce.account is synced from Salesforce only"):
+            admin.execute("DELETE FROM salesforce.account")
+        admin.execute("UPDATE salesforce.lead SET email = 'admin@x.com'")
+        assert outbox(as_sync)[-1][3] == {"email": {"old": "by-hand@x.com", "new": "admin@x.com"}}
