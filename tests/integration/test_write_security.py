@@ -65,7 +65,9 @@ def role(warehouse_url):
     def make(access: str | None = None) -> str:
         name = f"sfsync_test_{uuid.uuid4().hex[:10]}"
         # The password is for a test server that asks for one; the embedded one trusts local connections.
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), name))
+        admin.execute(
+            sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(name), sql.Literal(name))
+        )
         made.append(name)
         if access:
             admin.execute("INSERT INTO sfsync.access (grantee, access) VALUES (%s, %s)", [name, access])
@@ -93,8 +95,8 @@ def connect_as(warehouse_url):
         conn.close()
 
 
-def as_admin(conn, statement: str, name: str) -> None:
-    """Run a GRANT or the like naming role ``name`` as ``{role}``."""
+def execute_naming(conn, statement: str, name: str) -> None:
+    """Execute a statement (a GRANT or the like) naming role ``name`` as ``{role}``."""
     conn.execute(sql.SQL(statement).format(role=sql.Identifier(name)))  # type: ignore[arg-type]
 
 
@@ -134,8 +136,8 @@ def test_a_reader_reads_and_cannot_write(conn, role, connect_as):
 
 def test_an_editor_of_contact_writes_contact_only_and_is_captured_as_contact(conn, role, connect_as):
     editor = role()  # narrower than 'edit' in sfsync.access: granted by hand, as the README shows
-    as_admin(conn, "GRANT USAGE ON SCHEMA salesforce TO {role}", editor)
-    as_admin(conn, "GRANT SELECT, INSERT, UPDATE, DELETE ON salesforce.contact TO {role}", editor)
+    execute_naming(conn, "GRANT USAGE ON SCHEMA salesforce TO {role}", editor)
+    execute_naming(conn, "GRANT SELECT, INSERT, UPDATE, DELETE ON salesforce.contact TO {role}", editor)
     as_editor = connect_as(editor)
     as_editor.execute("UPDATE salesforce.contact SET email = 'new@x.com' WHERE id = '0031'")
     as_editor.execute("INSERT INTO salesforce.contact (email) VALUES ('added@x.com')")
@@ -162,8 +164,8 @@ def test_a_session_setting_grants_no_role_the_syncs_writes(conn, role, connect_a
     """A role that does hold privileges on the tables (granted them all by an administrator) and sets
     sfsync.origin as the sync does is still refused on inbound tables and captured on the others."""
     other = role()
-    as_admin(conn, "GRANT USAGE ON SCHEMA salesforce TO {role}", other)
-    as_admin(conn, "GRANT ALL ON ALL TABLES IN SCHEMA salesforce TO {role}", other)
+    execute_naming(conn, "GRANT USAGE ON SCHEMA salesforce TO {role}", other)
+    execute_naming(conn, "GRANT ALL ON ALL TABLES IN SCHEMA salesforce TO {role}", other)
     as_other = connect_as(other)
     as_other.execute("SET sfsync.origin = 'salesforce'")
     for statement in [
@@ -192,13 +194,13 @@ def test_no_one_else_attaches_the_capture_to_a_table_of_their_own(conn, role, co
     """Granted to read the sync's bookkeeping, a role still cannot fire the capture, which writes to the
     outbox as the sync, from a trigger of its own."""
     other = role()
-    as_admin(conn, "CREATE SCHEMA {role} AUTHORIZATION {role}", other)
-    as_admin(conn, "GRANT USAGE ON SCHEMA sfsync TO {role}", other)
-    as_admin(conn, "GRANT SELECT ON ALL TABLES IN SCHEMA sfsync TO {role}", other)
+    execute_naming(conn, "CREATE SCHEMA {role} AUTHORIZATION {role}", other)
+    execute_naming(conn, "GRANT USAGE ON SCHEMA sfsync TO {role}", other)
+    execute_naming(conn, "GRANT SELECT ON ALL TABLES IN SCHEMA sfsync TO {role}", other)
     as_other = connect_as(other)
-    as_admin(as_other, "CREATE TABLE {role}.t (_sfsync_row_id bigint, id text)", other)
+    execute_naming(as_other, "CREATE TABLE {role}.t (_sfsync_row_id bigint, id text)", other)
     with pytest.raises(Refused, match="permission denied for function sfsync.capture_change"):
-        as_admin(
+        execute_naming(
             as_other,
             "CREATE TRIGGER t AFTER INSERT ON {role}.t FOR EACH ROW"
             " EXECUTE FUNCTION sfsync.capture_change('Lead')",
@@ -214,9 +216,9 @@ def test_upgrading_takes_back_the_outbox_grant_editors_needed(warehouse_url, rol
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         warehouse.migrate(conn, tmp_path)
         editor = role()
-        as_admin(conn, "GRANT USAGE ON SCHEMA sfsync TO {role}", editor)
-        as_admin(conn, "GRANT SELECT, INSERT ON sfsync.outbox TO {role}", editor)
-        as_admin(conn, "GRANT UPDATE (pushed_at) ON sfsync.outbox TO {role}", editor)
+        execute_naming(conn, "GRANT USAGE ON SCHEMA sfsync TO {role}", editor)
+        execute_naming(conn, "GRANT SELECT, INSERT ON sfsync.outbox TO {role}", editor)
+        execute_naming(conn, "GRANT UPDATE (pushed_at) ON sfsync.outbox TO {role}", editor)
         conn.execute("GRANT INSERT ON sfsync.sync_errors TO PUBLIC")
         as_editor = connect_as(editor)
         as_editor.execute(FORGED)
