@@ -168,7 +168,8 @@ def ensure_table(
     Columns are never dropped: a field that disappears or becomes invisible keeps its data and stops
     updating. Bidirectional tables take rows written in the warehouse before Salesforce gives them an Id,
     so their ``id`` is unique but nullable, under a surrogate key. Their writes by anyone but the sync are
-    captured for write-back; the other tables refuse them (see ``migrations/0005_write_capture.sql``).
+    captured for write-back; the other tables refuse them (see ``migrations/0005_write_capture.sql`` and
+    ``0010_write_roles.sql``). The roles in ``sfsync.access`` get their privileges on the table.
     """
     target = sql.Identifier(OBJECT_SCHEMA, table)
     bookkeeping = {SYNCED_AT: "timestamptz", DELETED_AT: "timestamptz"}
@@ -230,10 +231,14 @@ def ensure_table(
             )
             changes.append(f"index {index}")
         changes += _guard_writes(conn, table, sobject or table, bidirectional, allow_delete, columns)
+        changes += _grant_access(conn, table, bidirectional)
     return changes
 
 
-NOT_THE_SYNC = "WHEN (current_setting('sfsync.origin', true) IS DISTINCT FROM 'salesforce')"
+# sfsync.origin is a session setting anyone may SET, so the sync's own writes are those made with it by the
+# sync's role. The role is a literal baked into each trigger: a constant in WHEN costs nothing per row of a
+# bulk COPY, a catalog lookup would.
+NOT_THE_SYNC = "current_setting('sfsync.origin', true) IS DISTINCT FROM 'salesforce' OR current_user <> {}"
 
 
 def _guard_writes(
@@ -244,7 +249,10 @@ def _guard_writes(
     allow_delete: bool,
     columns: list[Column],
 ) -> list[str]:
-    """(Re)attach the capture or refusal triggers when they are missing or their settings changed."""
+    """(Re)attach the capture or refusal triggers when they are missing or their settings changed.
+
+    The sync's role is the role of the connection that runs this, the sync's own (see ``as_the_sync``).
+    """
     if bidirectional:
         # The WHEN clauses spare the sync's own (bulk) writes even the trigger call. Row triggers are AFTER
         # ones: a BEFORE row trigger, even one that never fires, makes COPY insert row by row.
@@ -253,49 +261,97 @@ def _guard_writes(
         deletes = "deletes" if allow_delete else "no-deletes"
         wanted = {
             "sfsync_capture": (
-                "AFTER INSERT OR UPDATE OR DELETE", "ROW " + NOT_THE_SYNC, "sfsync.capture_change",
-                [sobject, deletes],
+                "AFTER INSERT OR UPDATE OR DELETE", "ROW", "capture_change", [sobject, deletes]
             ),
             "sfsync_writable": (
-                "AFTER INSERT OR UPDATE", "ROW " + NOT_THE_SYNC, "sfsync.refuse_unwritable",
-                [sobject, createable, updateable],
+                "AFTER INSERT OR UPDATE", "ROW", "refuse_unwritable", [sobject, createable, updateable]
             ),
+            # TRUNCATE fires no row trigger: it would skip the capture.
+            "sfsync_refuse_truncate": ("BEFORE TRUNCATE", "STATEMENT", "refuse_truncate", [sobject]),
         }  # fmt: skip
     else:
         wanted = {
-            "sfsync_refuse": (
-                "AFTER INSERT OR UPDATE OR DELETE",
-                "ROW " + NOT_THE_SYNC,
-                "sfsync.refuse_write",
-                [sobject],
-            ),  # fmt: skip
-            "sfsync_refuse_truncate": ("BEFORE TRUNCATE", "STATEMENT", "sfsync.refuse_write", [sobject]),
+            "sfsync_refuse": ("AFTER INSERT OR UPDATE OR DELETE", "ROW", "refuse_write", [sobject]),
+            "sfsync_refuse_truncate": ("BEFORE TRUNCATE", "STATEMENT", "refuse_write", [sobject]),
         }
+    target = f'{OBJECT_SCHEMA}."{table}"'
+    # A trigger is current when it names the sync's role: a new role (credentials rotated) re-attaches it.
     present = {
-        name: (args, when, before)
-        for name, args, when, before in conn.execute(
-            "SELECT tgname, encode(tgargs, 'escape'), tgqual IS NOT NULL, tgtype & 2 = 2 FROM pg_trigger"
-            " WHERE tgrelid = %s::regclass AND NOT tgisinternal",
-            [f'{OBJECT_SCHEMA}."{table}"'],
+        name: (function, args, before, of_the_sync)
+        for name, function, args, before, of_the_sync in conn.execute(
+            "SELECT t.tgname, p.proname, encode(t.tgargs, 'escape'), t.tgtype & 2 = 2,"
+            " position(quote_literal(current_user) || '::name' IN pg_get_triggerdef(t.oid)) > 0"
+            " FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid"
+            " WHERE t.tgrelid = %s::regclass AND NOT t.tgisinternal AND t.tgname LIKE 'sfsync\\_%%'",
+            [target],
         ).fetchall()
     }
+    role = conn.execute("SELECT current_user").fetchone()[0]  # type: ignore[index]
     changed = []
+    for name in present.keys() - wanted.keys():  # the table's direction changed
+        conn.execute(
+            sql.SQL("DROP TRIGGER {} ON {}").format(
+                sql.Identifier(name), sql.Identifier(OBJECT_SCHEMA, table)
+            )
+        )
+        changed.append(f"dropped trigger {name}")
     for name, (timing, level, function, args) in wanted.items():
-        expected = ("".join(f"{a}\\000" for a in args), "WHEN" in level, timing.startswith("BEFORE"))
+        expected = (function, "".join(f"{a}\\000" for a in args), timing.startswith("BEFORE"), True)
         if present.get(name) == expected:
             continue
         conn.execute(
-            sql.SQL("CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH {} EXECUTE FUNCTION {}({})").format(
+            sql.SQL(
+                "CREATE OR REPLACE TRIGGER {} {} ON {} FOR EACH {} WHEN (" + NOT_THE_SYNC + ")"
+                " EXECUTE FUNCTION {}({})"
+            ).format(
                 sql.Identifier(name),
                 sql.SQL(timing),  # type: ignore[arg-type]  # literals of this function
                 sql.Identifier(OBJECT_SCHEMA, table),
                 sql.SQL(level),  # type: ignore[arg-type]
-                sql.SQL(function),  # type: ignore[arg-type]
+                sql.Literal(role),
+                sql.Identifier("sfsync", function),
                 sql.SQL(", ").join(map(sql.Literal, args)),
             )
         )
         shown = ", ".join(a if len(a) <= 40 else f"{a[:37]}..." for a in args)  # column lists are long
         changed.append(f"trigger {name}({shown})")
+    return changed
+
+
+def _grant_access(conn: psycopg.Connection, table: str, bidirectional: bool) -> list[str]:
+    """Grant the roles listed in ``sfsync.access`` what they lack on ``salesforce.<table>``: SELECT, and to
+    editors INSERT, UPDATE and DELETE where the table is bidirectional (deletes the registry does not allow
+    are refused by the capture trigger, with a clearer message than a missing privilege's)."""
+    missing = conn.execute(
+        """SELECT a.grantee, NOT has_schema_privilege(r.oid, %(schema)s, 'USAGE'),
+                  array_agg(p.privilege ORDER BY p.n)
+                      FILTER (WHERE NOT has_table_privilege(r.oid, %(table)s::regclass, p.privilege))
+           FROM sfsync.access a JOIN pg_roles r ON r.rolname = a.grantee,
+                unnest(CASE WHEN a.access = 'edit' AND %(edit)s
+                            THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] ELSE ARRAY['SELECT'] END)
+                    WITH ORDINALITY AS p(privilege, n)
+           GROUP BY a.grantee, r.oid ORDER BY a.grantee""",
+        {"schema": OBJECT_SCHEMA, "table": f'{OBJECT_SCHEMA}."{table}"', "edit": bidirectional},
+    ).fetchall()
+    changed = []
+    for grantee, usage, privileges in missing:
+        if usage:
+            conn.execute(
+                sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                    sql.Identifier(OBJECT_SCHEMA), sql.Identifier(grantee)
+                )
+            )
+            changed.append(f"granted USAGE on schema {OBJECT_SCHEMA} to {grantee}")
+        if privileges:
+            # Privilege names come from the statement above, never from input.
+            conn.execute(
+                sql.SQL("GRANT {} ON {} TO {}").format(
+                    sql.SQL(", ".join(privileges)),  # type: ignore[arg-type]
+                    sql.Identifier(OBJECT_SCHEMA, table),
+                    sql.Identifier(grantee),
+                )
+            )
+            changed.append(f"granted {', '.join(privileges)} to {grantee}")
     return changed
 
 
@@ -322,7 +378,8 @@ def prepare_object_table(
 
 def as_the_sync(conn: psycopg.Connection) -> None:
     """Mark the rest of the caller's transaction as the sync's own writes: the write guards (capture for
-    write-back, refusal of other writers) skip them, so nothing echoes back to Salesforce."""
+    write-back, refusal of other writers) skip them, so nothing echoes back to Salesforce. Only on the
+    sync's own connection: the guards skip a write only when the role that attached them makes it too."""
     conn.execute("SELECT set_config('sfsync.origin', 'salesforce', true)")
 
 

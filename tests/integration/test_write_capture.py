@@ -108,6 +108,19 @@ def test_tables_synced_from_salesforce_only_refuse_other_writers(conn, statement
     )
 
 
+def test_truncating_a_bidirectional_table_is_refused(conn):
+    """TRUNCATE fires no row trigger: it would empty the table uncaptured, under pending changes."""
+    sync_rows(conn, "lead", [("00Q1", False, "2025-03-01T12:00:00Z", "a@x.com", "CTO")])
+    conn.execute("UPDATE salesforce.lead SET title = 'CEO' WHERE id = '00Q1'")
+    with pytest.raises(
+        psycopg.errors.InsufficientPrivilege,
+        match=r"salesforce.lead: TRUNCATE is not written back to Salesforce",
+    ):
+        conn.execute("TRUNCATE salesforce.lead")
+    assert conn.execute("SELECT id, title FROM salesforce.lead").fetchall() == [("00Q1", "CEO")]
+    assert len(outbox(conn)) == 1
+
+
 def test_a_column_salesforce_would_not_take_is_refused_in_the_writers_statement(conn):
     sync_rows(conn, "lead", [("00Q1", False, "2025-03-01T12:00:00Z", "a@x.com", "CTO")])
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match=r"systemmodstamp cannot be updated"):
@@ -133,3 +146,16 @@ def test_guards_are_attached_once_and_follow_the_columns(conn):
     ]
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="title cannot be created"):
         conn.execute("INSERT INTO salesforce.lead (email, title) VALUES ('a@x.com', 'CTO')")
+
+
+def test_a_table_whose_direction_changes_keeps_only_the_guards_of_the_new_one(conn):
+    assert sorted(warehouse.ensure_table(conn, "lead", COLUMNS, False, "Lead")) == [
+        "dropped trigger sfsync_capture",
+        "dropped trigger sfsync_writable",
+        "trigger sfsync_refuse(Lead)",
+        "trigger sfsync_refuse_truncate(Lead)",
+    ]
+    with pytest.raises(
+        psycopg.errors.InsufficientPrivilege, match=r"salesforce.lead is synced from Salesforce only"
+    ):
+        conn.execute("TRUNCATE salesforce.lead")
