@@ -152,6 +152,10 @@ def finish(run_id: str, wh_conn_id: str) -> dict[str, Any]:
             " WHERE run_id = %s AND status <> 'done'",
             [run_id],
         )
+        for sobject, start, _, _ in failed:  # what they staged holds customer data: a retry stages it anew
+            warehouse.drop_staging(
+                conn, warehouse.staging_table(sobject.lower(), f"{run_id}/{start.isoformat()}")
+            )
     copied = {sobject: int(rows or 0) for sobject, complete, _, rows in per_object if complete}
     log.info("full load %s: handed over %s", run_id, ", ".join(f"{s} ({n} rows)" for s, n in copied.items()))
     if failed:

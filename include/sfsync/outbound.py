@@ -97,6 +97,8 @@ def push(
         changes = _pending(conn, entry)
         if not changes:
             return {"status": "nothing to push", "new": 0, "updated": 0, "deleted": 0, "failed": 0}
+        for (stale,) in conn.execute(warehouse.statement("state/abandon_runs"), key).fetchall():
+            log.warning("%s: push %s never finished: marked abandoned", entry.sobject, stale)
         conn.execute(
             warehouse.statement("state/start_run"),
             key | {"status": "pushing", "window_start": None, "window_end": None},
