@@ -307,9 +307,6 @@ class Org:
         """Whether the user's profile has the Bulk API Hard Delete permission."""
         return any(p.name == user.profile and p.bulk_api_hard_delete for p in self.definition.profiles)
 
-    def user_by_id(self, user_id: str) -> User | None:
-        return next((u for u in self.users.values() if u.id == user_id), None)
-
     # -- sharing ----------------------------------------------------------------------------------
 
     def _sharing(self) -> dict[tuple[str, str], frozenset[str] | None]:

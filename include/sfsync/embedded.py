@@ -17,6 +17,7 @@ import pwd
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,7 @@ class EmbeddedWarehouse:
         ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
         return SERVICE_USER
 
-    def _run(self, command, args: list[str], user: str | None) -> None:
+    def _run(self, command: Callable[..., object], args: list[str], user: str | None) -> None:
         try:
             command(args, pgdata=self.data_dir, user=user, timeout=120)
         except subprocess.CalledProcessError as error:

@@ -59,10 +59,6 @@ class CallMeter:
         if date := response.headers.get("Date"):
             self.server_time = parsedate_to_datetime(date).astimezone(UTC)
 
-    @property
-    def share_used(self) -> float | None:
-        return None if not self.limit else (self.used or 0) / self.limit
-
 
 class Salesforce:
     """A logged-in client for one task, built from an Airflow connection."""

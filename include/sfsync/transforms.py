@@ -6,7 +6,7 @@ Shared by the incremental sync and the full load, so both write exactly the same
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,13 +149,3 @@ def _wider_numeric(a: str, b: str) -> str:
     (pa, sa), (pb, sb) = (tuple(int(x) for x in t[8:-1].split(",")) for t in (a, b))
     scale = max(sa, sb)
     return f"numeric({max(pa - sa, pb - sb) + scale},{scale})"
-
-
-def rows(records: Iterable[dict[str, Any]], fields: list[str]) -> Iterator[tuple[Any, ...]]:
-    """REST query records as COPY rows in ``fields`` order.
-
-    Values stay as Salesforce sends them (ISO strings, numbers, booleans, None) and Postgres parses them
-    into the column types, exactly as it parses the Bulk API's CSV, so both paths convert alike.
-    """
-    for record in records:
-        yield tuple(record.get(field) for field in fields)

@@ -134,7 +134,7 @@ _PG_TYPE_NAMES = {"timestamp with time zone": "timestamptz", "time without time 
 
 def statement(name: str) -> sql.SQL:
     """A statement from ``include/sql`` (``"merge/upsert"``), read once."""
-    return sql.SQL(_read_sql(name))  # type: ignore[arg-type]  # our own files, not user input
+    return sql.SQL(_read_sql(name))  # our own files, not user input
 
 
 @cache
@@ -204,9 +204,9 @@ def ensure_table(
             else:
                 continue
             # Types come from transforms.pg_type and widen, never from input; USING casts for a widening.
-            ddl = sql.SQL(statement).format(target, sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+            ddl = sql.SQL(statement).format(target, sql.Identifier(name), sql.SQL(kind))
             if current is not None:
-                ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))  # type: ignore[arg-type]
+                ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))
             conn.execute(ddl)
             changes.append(change)
         # The sync's COPY straight into the table (copy_new) relies on these two; no other writer sees them.
@@ -218,14 +218,14 @@ def ensure_table(
         ).fetchone()  # type: ignore[misc]
         if not has_default:
             conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER {} SET DEFAULT " + SYNCED_NOW).format(  # type: ignore[arg-type]
+                sql.SQL("ALTER TABLE {} ALTER {} SET DEFAULT " + SYNCED_NOW).format(
                     target, sql.Identifier(SYNCED_AT)
                 )
             )
             changes.append(f"{SYNCED_AT} stamped by default on the sync's own inserts")
         if not has_index:  # checked first: CREATE INDEX IF NOT EXISTS would wait for every writer
             conn.execute(
-                sql.SQL("CREATE INDEX {} ON {} (id) WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
+                sql.SQL("CREATE INDEX {} ON {} (id) WHERE " + UNDATED_DELETES).format(
                     sql.Identifier(index), target
                 )
             )
@@ -305,9 +305,9 @@ def _guard_writes(
                 " EXECUTE FUNCTION {}({})"
             ).format(
                 sql.Identifier(name),
-                sql.SQL(timing),  # type: ignore[arg-type]  # literals of this function
+                sql.SQL(timing),  # literals of this function
                 sql.Identifier(OBJECT_SCHEMA, table),
-                sql.SQL(level),  # type: ignore[arg-type]
+                sql.SQL(level),
                 sql.Literal(role),
                 sql.Identifier("sfsync", function),
                 sql.SQL(", ").join(map(sql.Literal, args)),
@@ -346,7 +346,7 @@ def _grant_access(conn: psycopg.Connection, table: str, bidirectional: bool) -> 
             # Privilege names come from the statement above, never from input.
             conn.execute(
                 sql.SQL("GRANT {} ON {} TO {}").format(
-                    sql.SQL(", ".join(privileges)),  # type: ignore[arg-type]
+                    sql.SQL(", ".join(privileges)),
                     sql.Identifier(OBJECT_SCHEMA, table),
                     sql.Identifier(grantee),
                 )
@@ -441,7 +441,7 @@ def copy_new(
     rows = _copy_csv(conn, target, names, pages)
     if restore is not None:  # before the stamps: an inbound-only table's key is its replica identity
         conn.execute(restore)  # a duplicate Id fails it as it would have failed the COPY
-    stamp = sql.SQL("UPDATE {} SET {} = now() WHERE " + UNDATED_DELETES).format(  # type: ignore[arg-type]
+    stamp = sql.SQL("UPDATE {} SET {} = now() WHERE " + UNDATED_DELETES).format(
         target, sql.Identifier(DELETED_AT)
     )
     deleted = conn.execute(stamp).rowcount if "isdeleted" in names else 0
@@ -475,7 +475,7 @@ def _drop_empty_id_key(conn: psycopg.Connection, table: str) -> sql.Composed | N
     constraint = sql.Identifier(name)
     conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(target, constraint))
     # The definition is the catalog's own text of the key (UNIQUE (id) or PRIMARY KEY (id)).
-    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, constraint, sql.SQL(definition))  # type: ignore[arg-type]
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(target, constraint, sql.SQL(definition))
 
 
 def _copy_csv(
