@@ -6,6 +6,7 @@ from sfsync.factory import build_sync_dag
 from sfsync.registry import load_registry
 
 current_dag_id = get_parsing_context().dag_id  # set when a task runs: build only that task's DAG
-for entry in load_registry().enabled():
+registry = load_registry()
+for entry in registry.enabled():
     if current_dag_id in (None, entry.dag_id):
-        globals()[entry.dag_id] = build_sync_dag(entry)
+        globals()[entry.dag_id] = build_sync_dag(entry, registry.settings)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from airflow.sdk import DAG, Param
 
 from sfsync.assets import table_asset
 from sfsync.defaults import DAG_DEFAULTS, FULL_LOAD_TIMEOUT, SYNC_SCHEDULE
-from sfsync.registry import Registry, SyncObject
+from sfsync.registry import Registry, SyncObject, SyncSettings
 from sfsync.tasks import (
     copy_slice,
     extract_deltas,
@@ -22,7 +25,7 @@ from sfsync.timetables import BackfillOnlyTimetable
 FULL_LOAD_DAG_ID = "sf_full_load"
 
 
-def build_sync_dag(entry: SyncObject) -> DAG:
+def build_sync_dag(entry: SyncObject, settings: SyncSettings) -> DAG:
     """The incremental sync DAG of one registry entry."""
     direction = (
         "Warehouse edits are written back to Salesforce (bidirectional)."
@@ -38,7 +41,7 @@ def build_sync_dag(entry: SyncObject) -> DAG:
         schedule=SYNC_SCHEDULE,
         doc_md=doc,
         tags=["sfsync", entry.direction],
-        **DAG_DEFAULTS,
+        **_with_timeout(DAG_DEFAULTS, settings.task_timeout_minutes),
     ) as dag:
         prepared = prepare_warehouse()
         if entry.direction == "bidirectional":
@@ -59,7 +62,8 @@ def build_sync_dag(entry: SyncObject) -> DAG:
 def build_full_load_dag(registry: Registry) -> DAG:
     """The one-off full load: triggered by hand (the whole org), or backfilled one day per run."""
     objects = [e.sobject for e in registry.enabled()]
-    defaults = DAG_DEFAULTS | {"dagrun_timeout": FULL_LOAD_TIMEOUT, "max_active_runs": 4}
+    defaults = _with_timeout(DAG_DEFAULTS, registry.settings.task_timeout_minutes)
+    defaults |= {"dagrun_timeout": FULL_LOAD_TIMEOUT, "max_active_runs": 4}
     with DAG(
         dag_id=FULL_LOAD_DAG_ID,
         schedule=BackfillOnlyTimetable(),
@@ -76,10 +80,18 @@ def build_full_load_dag(registry: Registry) -> DAG:
         **defaults,
     ) as dag:
         slices = plan_slices()
-        copies = copy_slice.expand(piece=slices)
+        slice_timeout = timedelta(minutes=registry.settings.slice_timeout_minutes)
+        copies = copy_slice.override(execution_timeout=slice_timeout).expand(piece=slices)
         prepare_warehouse() >> slices
         copies >> hand_over()
     return dag
+
+
+def _with_timeout(defaults: dict[str, Any], minutes: float) -> dict[str, Any]:
+    """DAG defaults whose tasks time out after ``minutes``."""
+    return defaults | {
+        "default_args": defaults["default_args"] | {"execution_timeout": timedelta(minutes=minutes)}
+    }
 
 
 FULL_LOAD_DOC = """### Full load

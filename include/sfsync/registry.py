@@ -200,6 +200,10 @@ class SyncSettings(BaseModel):
     #: Transient write-back failures are retried after this delay, doubled on each failure up to the cap.
     retry_after_seconds: int = Field(default=60, ge=0)
     retry_cap_seconds: int = Field(default=3600, ge=0)
+    #: No task runs longer than this (Airflow's execution_timeout, retried like any failure); a full-load
+    #: slice, which may copy millions of records, has its own.
+    task_timeout_minutes: float = Field(default=30, gt=0)
+    slice_timeout_minutes: float = Field(default=240, gt=0)
 
 
 class Registry(BaseModel):

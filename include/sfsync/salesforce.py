@@ -30,6 +30,9 @@ _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 BULK_POLL_SECONDS = 0.2
 MAX_POLL_SECONDS = 5.0
 BULK_FINAL_STATES = ("JobComplete", "Failed", "Aborted")
+#: A Bulk job still running after this long is aborted and its step fails (and is retried), instead of
+#: waiting on a job Salesforce has queued for hours.
+BULK_JOB_DEADLINE = timedelta(hours=1)
 BULK_CHUNK_BYTES = 1 << 20
 
 
@@ -152,8 +155,11 @@ class Salesforce:
             raise SalesforceOperationError(f"Job failure. Response content: {job.get('errorMessage') or job}")
         return int(job["numberRecordsProcessed"]), BulkResults(self, job["id"], page_records)
 
-    def wait_for_bulk_job(self, kind: str, job_id: str) -> dict[str, Any]:
-        """Poll a Bulk API 2.0 job (``kind`` ``query`` or ``ingest``) until it ends; its final info.
+    def wait_for_bulk_job(
+        self, kind: str, job_id: str, deadline: timedelta = BULK_JOB_DEADLINE
+    ) -> dict[str, Any]:
+        """Poll a Bulk API 2.0 job (``kind`` ``query`` or ``ingest``) until it ends; its final info. A job
+        still running at the ``deadline`` is aborted, and TimeoutError names it.
 
         The first poll goes at once: a small job may be done already (and a server that holds a status
         answer until the job ends, as the local org does, then costs no waiting at all). Later polls wait
@@ -165,6 +171,10 @@ class Salesforce:
             job = cast(dict[str, Any], self.client.restful(f"jobs/{kind}/{job_id}"))
             if job["state"] in BULK_FINAL_STATES:
                 return job
+            if time.monotonic() - started >= deadline.total_seconds():
+                with suppress(Exception):  # the deadline is the failure to report
+                    self.client.restful(f"jobs/{kind}/{job_id}", method="PATCH", json={"state": "Aborted"})
+                raise TimeoutError(f"Bulk {kind} job {job_id} still {job['state']} after {deadline}: aborted")
             log.info(
                 "Bulk %s job %s: %s, %s records processed after %.0f s",
                 kind, job_id, job["state"], job.get("numberRecordsProcessed", 0), time.monotonic() - started,
