@@ -17,7 +17,7 @@ OBJECT_SCHEMA = "salesforce"
 #: A full load unfinished for longer than this no longer holds its objects' incremental DAGs back.
 FULL_LOAD_TIMEOUT = timedelta(hours=24)
 
-#: Every 5 minutes; with max_active_runs=1 a run never overlaps the previous one.
+#: Every 5 minutes unless a registry entry says otherwise; with max_active_runs=1 runs never overlap.
 SYNC_SCHEDULE = "*/5 * * * *"
 APPROVED_TAGS = frozenset({"sfsync", "bidirectional", "inbound", "full-load"})
 

@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import DAG, Param
 
 from sfsync.assets import table_asset
-from sfsync.defaults import DAG_DEFAULTS, FULL_LOAD_TIMEOUT, SYNC_SCHEDULE
+from sfsync.defaults import DAG_DEFAULTS, FULL_LOAD_TIMEOUT
 from sfsync.registry import Registry, SyncObject, SyncSettings
 from sfsync.tasks import (
     copy_slice,
@@ -34,11 +34,11 @@ def build_sync_dag(entry: SyncObject, settings: SyncSettings) -> DAG:
     )
     doc = (
         f"### Sync `{entry.sobject}` into `salesforce.{entry.table}`\n\n"
-        f"Every 5 minutes, pulls what changed by `{entry.cursor_field}`. {direction}"
+        f"On `{entry.schedule}`, pulls what changed by `{entry.cursor_field}`. {direction}"
     )
     with DAG(
         dag_id=entry.dag_id,
-        schedule=SYNC_SCHEDULE,
+        schedule=entry.schedule,
         doc_md=doc,
         tags=["sfsync", entry.direction],
         **_with_timeout(DAG_DEFAULTS, settings.task_timeout_minutes),

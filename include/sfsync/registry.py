@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sfsync.defaults import SYNC_SCHEDULE
+
 DEFAULT_REGISTRY = Path(__file__).with_name("objects.yaml")
 
 #: Objects whose warehouse edits are written back to Salesforce (Marketo's bidirectional set).
@@ -130,6 +132,20 @@ class SyncObject(BaseModel):
     allow_delete: bool = False
     #: Conflict rules for write-back (bidirectional objects only); unset means ``DEFAULT_WINNERS``.
     conflicts: ConflictRules = ConflictRules()
+    #: When the object's DAG runs: a cron expression or preset (runs never overlap).
+    schedule: str = SYNC_SCHEDULE
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str) -> str:
+        from airflow.exceptions import AirflowTimetableInvalid
+        from airflow.timetables.trigger import CronTriggerTimetable
+
+        try:
+            CronTriggerTimetable(schedule, timezone="UTC").validate()
+        except AirflowTimetableInvalid as error:
+            raise ValueError(f"{schedule!r} is not a cron expression: {error}") from None
+        return schedule
 
     @field_validator("sobject")
     @classmethod

@@ -1,4 +1,4 @@
-"""Every task has a time limit, set in the registry's settings."""
+"""Every task has a time limit, set in the registry's settings; each object runs on its own schedule."""
 
 from __future__ import annotations
 
@@ -22,3 +22,11 @@ def test_every_task_times_out_as_the_registry_says():
 def test_the_default_limits():
     settings = SyncSettings()
     assert (settings.task_timeout_minutes, settings.slice_timeout_minutes) == (30, 240)
+
+
+def test_each_object_runs_on_its_schedule():
+    assert build_sync_dag(
+        SyncObject(sobject="Task", direction="inbound"), SyncSettings()
+    ).timetable.expression == ("*/5 * * * *")
+    hourly = SyncObject(sobject="Task", direction="inbound", schedule="0 * * * *")
+    assert build_sync_dag(hourly, SyncSettings()).timetable.expression == "0 * * * *"

@@ -12,6 +12,7 @@ from simple_salesforce import Salesforce
 
 from localorg.testing import running_org, sample_lead
 from sfsync import inbound, locks, warehouse
+from sfsync.__main__ import check
 from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.registry import SyncObject, UnknownFieldError, load_registry
 from sfsync.salesforce import SalesforceError
@@ -130,3 +131,17 @@ def test_registry_mistakes_are_named_at_run_time(sync, registry, private_org, wa
         custom = SyncObject(sobject="Subscripton__c", direction="inbound")
         with pytest.raises(SalesforceError, match="Subscripton__c"):
             inbound.extract(custom, settings, "manual__custom", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+
+
+def test_the_registry_check_names_fields_and_objects_the_org_lacks(local_org, tmp_path):
+    path = tmp_path / "objects.yaml"
+    path.write_text(
+        "objects:\n"
+        "  - {sobject: Lead, direction: bidirectional, exclude: [Faxx]}\n"
+        "  - {sobject: Contact, direction: bidirectional, fields: [Id, SystemModstamp, Emial]}\n"
+        "  - {sobject: Subscripton__c, direction: inbound}\n"
+    )
+    problems = check(str(path), SALESFORCE_CONN_ID)
+    assert len(problems) == 2
+    assert "Contact: fields names 'Emial'" in problems[0] and "did you mean 'Email'" in problems[0]
+    assert problems[1].startswith("Subscripton__c: ")

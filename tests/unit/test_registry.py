@@ -23,6 +23,7 @@ EXPECTED_ERRORS = {
         "must include Id and the cursor field SystemModstamp",
     ],
     "not_yaml.yaml": ["not valid YAML (line 4"],
+    "bad_schedule.yaml": ["entry 1 (Task)", "schedule: 'every 5 minutes' is not a cron expression"],
     "allow_delete_inbound.yaml": ["entry 1 (Opportunity)", "allow_delete needs direction 'bidirectional'"],
     "no_objects_list.yaml": ["unknown key 'objekts'", "missing key 'objects'"],
     "conflicts_inbound.yaml": ["entry 1 (Account)", "conflicts needs direction 'bidirectional'"],
