@@ -20,8 +20,8 @@ import psycopg
 from localorg.seed import RATIOS
 from localorg.testing import RunningOrg, free_port, running_org
 from sfsync import warehouse
-from sfsync.embedded import EmbeddedWarehouse
 from sfsync.registry import DEFAULT_REGISTRY, load_registry
+from sfsync_dev.embedded import EmbeddedWarehouse
 
 #: 30 stored (not formula) Lead fields the integration user can see.
 LEAD_FIELDS = (

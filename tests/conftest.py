@@ -56,7 +56,7 @@ def postgres_server() -> Iterator[str]:
     if url := os.environ.get("SFSYNC_TEST_POSTGRES_URL"):
         yield url
         return
-    from sfsync.embedded import EmbeddedWarehouse
+    from sfsync_dev.embedded import EmbeddedWarehouse
 
     # One server per test session, so two sessions at once (a developer's and a helper's) never share one.
     server = EmbeddedWarehouse(TEST_HOME / f"warehouse-{os.getpid()}", _free_port())

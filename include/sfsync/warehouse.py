@@ -1,4 +1,4 @@
-"""The warehouse: connections and the versioned schema migrations under ``include/sql/migrations``.
+"""The warehouse: connections and the versioned schema migrations under ``sql/migrations`` beside it.
 
 The sync applies pending migrations itself on first use (``prepare_warehouse``), never a person by hand.
 Migrations run in one transaction under an advisory lock, so DAG runs that start together apply each
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 #: Fields the merge itself relies on; an object without them cannot be synced incrementally.
 REQUIRED_COLUMNS = ("id", "systemmodstamp")
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "sql" / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "sql" / "migrations"
 # Any fixed 64-bit key works; it only has to be the same for every process that migrates this warehouse.
 MIGRATION_LOCK = 0x5F5_1C_0001
 
@@ -133,7 +133,7 @@ _PG_TYPE_NAMES = {"timestamp with time zone": "timestamptz", "time without time 
 
 
 def statement(name: str) -> sql.SQL:
-    """A statement from ``include/sql`` (``"merge/upsert"``), read once."""
+    """A statement from ``sql/`` beside this module (``"merge/upsert"``), read once."""
     return sql.SQL(_read_sql(name))  # our own files, not user input
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sfsync.airflow_settings import load_settings, read_settings
 from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_POOL, WAREHOUSE_CONN_ID
-from sfsync.embedded import EmbeddedWarehouse
+from sfsync_dev.airflow_settings import load_settings, read_settings
+from sfsync_dev.embedded import EmbeddedWarehouse
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sfsync.embedded import DEFAULT_PORT as WAREHOUSE_PORT
-from sfsync.embedded import PROJECT_ROOT, EmbeddedWarehouse
+from sfsync_dev.embedded import DEFAULT_PORT as WAREHOUSE_PORT
+from sfsync_dev.embedded import PROJECT_ROOT, EmbeddedWarehouse
 
 AIRFLOW_HOME = PROJECT_ROOT / ".airflow"
 ORG_DIR = PROJECT_ROOT / ".sfsync" / "localorg"
@@ -102,7 +102,12 @@ def main() -> int:
         AIRFLOW_HOME.mkdir(exist_ok=True)
         _airflow(env, "db", "migrate")
         subprocess.run(
-            [sys.executable, "-m", "sfsync.airflow_settings", str(PROJECT_ROOT / "airflow_settings.yaml")],
+            [
+                sys.executable,
+                "-m",
+                "sfsync_dev.airflow_settings",
+                str(PROJECT_ROOT / "airflow_settings.yaml"),
+            ],
             env=env,
             check=True,
         )

@@ -4,9 +4,9 @@ A fresh machine needs no Postgres server: ``make run`` and ``make test`` start o
 reuses the running server and its data. It listens on 127.0.0.1 only, with trust authentication, so it is
 for local use; production points the ``marketing_warehouse`` connection at a real Postgres instead.
 
-    python -m sfsync.embedded start [--dir DIR] [--port PORT]   # prints the connection URI
-    python -m sfsync.embedded stop  [--dir DIR]
-    python -m sfsync.embedded status [--dir DIR]
+    python -m sfsync_dev.embedded start [--dir DIR] [--port PORT]   # prints the connection URI
+    python -m sfsync_dev.embedded stop  [--dir DIR]
+    python -m sfsync_dev.embedded status [--dir DIR]
 """
 
 from __future__ import annotations
@@ -126,7 +126,9 @@ class EmbeddedWarehouse:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sfsync.embedded", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sfsync_dev.embedded", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("action", choices=["start", "stop", "status"])
     parser.add_argument("--dir", type=Path, default=Path(os.environ.get("SFSYNC_WAREHOUSE_DIR", DEFAULT_DIR)))
     parser.add_argument(

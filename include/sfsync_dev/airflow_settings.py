@@ -4,7 +4,7 @@
 Astro CLI. Existing connections, pools and variables of the same name are replaced, so loading is
 idempotent.
 
-    python -m sfsync.airflow_settings airflow_settings.yaml
+    python -m sfsync_dev.airflow_settings airflow_settings.yaml
 """
 
 from __future__ import annotations
