@@ -4,18 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-fast lint bench requirements clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,test,lint]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+# The tests that need no service (unit tests, DAG structure): well under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration"
 
 lint: $(STAMP)
 	$(BIN)/ruff check dags include plugins tests bench
@@ -30,7 +34,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/localorg_bulk.py
 
 run: $(STAMP)
-	$(BIN)/python -m sfsync.demo
+	$(BIN)/python -m sfsync_dev.demo
 
 clean:
 	rm -rf $(VENV) .sfsync .airflow
+
+# requirements.txt (what Astronomer installs) is pyproject.toml's runtime dependencies; a test checks it.
+requirements: pyproject.toml
+	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt
