@@ -526,9 +526,11 @@ def check_ledger(
         records = list(chain(sobject, sfid))
         if any(r.get(names[column]) == value for r in records):
             continue
-        later = [r for r in records if ledger.written.get(r.get(names[column]), -1) > ledger.written[value]]
-        if later:  # another row of a record merged into the same survivor was edited later: it wins
-            found.add("edits superseded by a later edit of a merged record")
+        # Another row whose record was merged into the same survivor, edited later (or by the same
+        # statement): its value wins, as it would in Salesforce.
+        later = [r for r in records if ledger.written.get(r.get(names[column]), -1) >= ledger.written[value]]
+        if later:
+            found.add("edits superseded by an edit of a merged record")
         elif records and records[-1]["IsDeleted"] and not records[-1]["MasterRecordId"]:
             found.add("edits overtaken by a Salesforce delete")
         elif records and records[-1]["Id"] not in visible:
