@@ -200,6 +200,7 @@ class Faults:
         self.kinds = set(listed["kinds"])  # type: ignore[index]
         self.posted: dict[int, tuple[str, int]] = {}  # rule id -> (label, count)
         self.fired: Counter[str] = Counter()
+        self.armed = 0
 
     def rule(self) -> dict[str, Any]:
         kinds = ["http_500", "http_502", "http_503", "drop", "latency", "invalid_session", "request_limit"]
@@ -232,6 +233,7 @@ class Faults:
             status, body = self.org.admin("faults", spec)
             assert status == 200, body
             self.posted[body["rules"][0]["id"]] = (label, spec["count"])  # type: ignore[index]
+            self.armed += 1
 
     def disarm(self) -> None:
         """Tally what fired (a rule whose count ran out is gone: it fired that often) and clear the rest."""
@@ -273,20 +275,18 @@ class Ledger:
 class Editor(threading.Thread):
     """Edits, inserts and deletes Lead and Contact rows while the cycles run, as warehouse users would."""
 
-    def __init__(self, url: str, rng: random.Random, ledger: Ledger, tag: str, deletes: bool) -> None:
+    def __init__(self, url: str, rng: random.Random, ledger: Ledger, tag: str, edited: list[str]) -> None:
         super().__init__(daemon=True)
-        self.url, self.rng, self.ledger, self.tag, self.deletes = url, rng, ledger, tag, deletes
+        self.url, self.rng, self.ledger, self.tag, self.edited = url, rng, ledger, tag, edited
         self.stop = threading.Event()
         self.seq = 0
         self.refused: Counter[str] = Counter()
 
     def run(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
-            while not self.stop.wait(self.rng.uniform(0.1, 0.6)):
-                sobject = self.rng.choice(EDITED)
+            while self.edited and not self.stop.wait(self.rng.uniform(0.1, 0.6)):
+                sobject = self.rng.choice(self.edited)
                 operation = self.rng.choices(["update", "burst", "insert", "delete"], [60, 3, 25, 12])[0]
-                if operation == "delete" and not self.deletes:
-                    continue
                 self.seq += 1
                 try:
                     getattr(self, operation)(conn, sobject)
@@ -423,7 +423,13 @@ def _records(admin: Salesforce, sobject: str, fields: list[str], where: str = ""
 
 
 def check_ledger(
-    sf: Salesforce, admin: Salesforce, url: str, ledger: Ledger, integration_id: str, found: Findings
+    sf: Salesforce,
+    admin: Salesforce,
+    url: str,
+    ledger: Ledger,
+    edited: list[str],
+    integration_id: str,
+    found: Findings,
 ) -> None:
     """Each warehouse write against Salesforce, as the admin sees it (every record, deleted ones too)."""
     with psycopg.connect(url) as conn:
@@ -436,7 +442,7 @@ def check_ledger(
                     f" FROM salesforce.{sobject.lower()}"
                 ).fetchall()
             }
-            for sobject in EDITED
+            for sobject in edited
         }
         conceded = {
             (s, r, f): json.dumps(w)
@@ -454,12 +460,12 @@ def check_ledger(
         "Contact": ["Id", "IsDeleted", "MasterRecordId", "LastModifiedById", "SystemModstamp",
                     "Warehouse_Id__c", "CreatedById", "LastName", *EDIT_FIELDS["Contact"]],
     }  # fmt: skip
-    org = {s: {r["Id"]: r for r in _records(admin, s, chain_fields[s])} for s in EDITED}
+    org = {s: {r["Id"]: r for r in _records(admin, s, chain_fields[s])} for s in edited}
     # A merge may make a record the integration user cannot see the survivor: nothing reaches it.
-    visible = {r["Id"] for s in EDITED for r in _records(sf, s, ["Id"])}
+    visible = {r["Id"] for s in edited for r in _records(sf, s, ["Id"])}
 
     # Twins: one record (or one warehouse key) behind two rows; two records with one warehouse key.
-    for sobject in EDITED:
+    for sobject in edited:
         table = sobject.lower()
         key_of = {str(uuid.uuid5(installation, f"{table}:{row_id}")): row_id for row_id in rows[sobject]}
         ids = Counter(r[0] for r in rows[sobject].values() if r[0])
@@ -482,7 +488,7 @@ def check_ledger(
                 found.add("twins in Salesforce", f"{sobject} Warehouse_Id__c {key} on {n} records", n - 1)
 
     # Inserts: exactly one record each (deleted or merged away later or not), made by the integration user.
-    for sobject in EDITED:
+    for sobject in edited:
         made = Counter(
             r[MARKER[sobject]] for r in org[sobject].values() if r["CreatedById"] == integration_id
         )
@@ -506,7 +512,7 @@ def check_ledger(
     # survivor, a converted lead's contact), unless Salesforce deleted it first or won a conflict on it.
     def chain(sobject: str, sfid: str | None) -> Iterator[dict[str, Any]]:
         for _ in range(5):
-            record = org[sobject].get(sfid) if sfid else None
+            record = org.get(sobject, {}).get(sfid) if sfid else None
             if record is None:
                 return
             yield record
@@ -562,6 +568,8 @@ def check_ledger(
         else:
             found.add("edits lost", f"{sobject} delete of row {row_id} ({sfid}): the record is live")
 
+    codes = Counter(f"{e[0]} {e[3]} {e[4]}" for e in errors)
+    found.examples["sync errors left, by code"] = [f"{n} {what}" for what, n in codes.most_common()]
     for sobject, row_id, sfid, operation, code, message in errors:
         expected = (operation, code) in EXPECTED_ERRORS or (
             code == "INSUFFICIENT_ACCESS_OR_READONLY" and sfid not in visible
@@ -603,7 +611,8 @@ def soak(args: argparse.Namespace, root: Path) -> Findings:
         faults = Faults(org, random.Random(args.seed + 2))
         ledger = Ledger()
         admin = Salesforce(**org.salesforce_kwargs("admin"))
-        editor = Editor(pg.url(), random.Random(args.seed + 3), ledger, f"{args.seed}", deletes=True)
+        edited = [sobject for sobject in EDITED if sobject in objects]
+        editor = Editor(pg.url(), random.Random(args.seed + 3), ledger, f"{args.seed}", edited)
         activity = subprocess.Popen(
             [sys.executable, "-m", "localorg", "activity", "--data", str(org.data_dir),
              "--seed", str(args.seed), "--rate", str(args.activity_rate)],
@@ -640,7 +649,8 @@ def soak(args: argparse.Namespace, root: Path) -> Findings:
         for sobject in objects:
             compare_table(sf, pg.url(), sobject, found)
         integration = admin.query("SELECT Id FROM User WHERE Username = 'integration@localorg.test'")
-        check_ledger(sf, admin, pg.url(), ledger, integration["records"][0]["Id"], found)
+        if edited:
+            check_ledger(sf, admin, pg.url(), ledger, edited, integration["records"][0]["Id"], found)
 
     found.figures["cycles"] = args.cycles
     found.figures["task attempts"] = tasks.attempts
@@ -648,6 +658,8 @@ def soak(args: argparse.Namespace, root: Path) -> Findings:
     found.figures["attempts SIGKILLed"] = tasks.killed
     for label, n in faults.fired.items():
         found.figures[f"fault {label}"] = n
+    found.figures["fault rules armed"] = faults.armed
+    found.examples["fault kinds the org lacks (skipped)"] = sorted({"drop_before"} - faults.kinds)
     for label, n in ledger.counts.items():
         found.figures[f"warehouse {label}"] = n
     for label, n in editor.refused.items():
@@ -677,11 +689,11 @@ def report(found: Findings) -> int:
     figures = found.figures
     print("\nsoak figures")
     for name in sorted(n for n in figures if n not in MUST_BE_ZERO):
-        print(f"  {name + ':':44s}{figures[name]:>8,}")
+        print(f"  {name + ':':50s}{figures[name]:>8,}")
     bad = 0
     for name in MUST_BE_ZERO:
         bad += figures[name] != 0
-        print(f"  {name + ':':44s}{figures[name]:>8,}   must be 0{'  <-- FAILED' if figures[name] else ''}")
+        print(f"  {name + ':':50s}{figures[name]:>8,}   must be 0{'  <-- FAILED' if figures[name] else ''}")
     for name, examples in found.examples.items():
         if examples:
             print(f"  {name}:")
