@@ -463,6 +463,14 @@ def check_ledger(
         errors = conn.execute(
             "SELECT sobject, row_id, sfid, operation, status_code, message FROM sfsync.sync_errors"
         ).fetchall()
+        # Where the sync says it wrote a row's changes instead (a merge survivor, a converted lead's
+        # contact): a place to look, should the org have lost the link (a converted contact deleted and
+        # restored loses its lead's ConvertedContactId).
+        redirects = defaultdict(set)
+        for obj, row_id, target in conn.execute(
+            "SELECT DISTINCT sobject, row_id, pushed_to FROM sfsync.outbox WHERE pushed_to IS NOT NULL"
+        ).fetchall():
+            redirects[(obj, row_id)].add(target)
     chain_fields = {
         "Lead": ["Id", "IsDeleted", "MasterRecordId", "IsConverted", "ConvertedContactId", "LastModifiedById",
                  "SystemModstamp", "Warehouse_Id__c", "CreatedById", "Company", *EDIT_FIELDS["Lead"]],
@@ -533,12 +541,16 @@ def check_ledger(
                 return
 
     names = {f.lower(): f for fields in EDIT_FIELDS.values() for f in fields}
+    deleted_then = {(e[0], e[1]): e[4] for e in errors if e[3] == "update"}
     for (sobject, row_id, column), value in ledger.edits.items():
         if (sobject, row_id) in ledger.deletes:
             continue  # the warehouse deleted the row afterwards: its record's fields no longer matter
         found.add("edits checked")
         sfid = rows[sobject].get(row_id, (None,))[0]
         records = list(chain(sobject, sfid))
+        for other in redirects[(sobject, row_id)]:
+            kind = next((s for s, prefix in PREFIX.items() if other.startswith(prefix)), sobject)
+            records += [r for r in chain(kind, other) if r not in records]
         if any(r.get(names[column]) == value for r in records):
             continue
         # Another row whose record was merged into the same survivor, edited later (or by the same
@@ -552,6 +564,9 @@ def check_ledger(
             found.add("edits to a merge survivor the sync cannot see")
         elif conceded.get((sobject, row_id, column)) == json.dumps(value):
             found.add("edits Salesforce won in a conflict")
+        elif deleted_then.get((sobject, row_id)) == "ENTITY_IS_DELETED":
+            # Refused, with no survivor, while the record was in the recycle bin; restored since.
+            found.add("edits overtaken by a Salesforce delete")
         else:
             seen = [r.get(names[column]) for r in records]
             found.add(
