@@ -159,8 +159,9 @@ class Tasks:
             if process.exitcode is None:  # still running: SIGKILL, as an OOM killer or a lost worker would
                 os.kill(process.pid, signal.SIGKILL)
                 process.join()
-                self.killed += kill_at < TASK_TIMEOUT
-                Path(f"{out}.err").write_text(f"SIGKILLed after {kill_at:.2f} s")
+                if process.exitcode == -signal.SIGKILL:  # else it ended just before the signal
+                    self.killed += kill_at < TASK_TIMEOUT
+                    Path(f"{out}.err").write_text(f"SIGKILLed after {kill_at:.2f} s")
             if process.exitcode == 0:
                 return json.loads(Path(f"{out}.json").read_text())
             self.failed_attempts += 1
