@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench requirements clean
+.PHONY: install run test test-fast lint bench soak requirements clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/writeback.py
 	$(BIN)/python bench/localorg_query.py
 	$(BIN)/python bench/localorg_bulk.py
+
+# Many sync cycles under org activity, faults and killed tasks, then a field-by-field check (bench/soak.py).
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 run: $(STAMP)
 	$(BIN)/python -m sfsync_dev.demo

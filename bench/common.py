@@ -62,16 +62,26 @@ def seed_leads(data_dir: Path, count: int, seed: int) -> None:
     subprocess.run([sys.executable, "-m", "localorg", *command], check=True, capture_output=True)
 
 
+def seed_org(data_dir: Path, count: int, seed: int) -> None:
+    """``count`` Leads and every other object in the seeder's proportions (Contacts, Campaigns, ...)."""
+    command = ["seed", "--data", str(data_dir), "--seed", str(seed), "--count", str(count)]
+    subprocess.run([sys.executable, "-m", "localorg", *command], check=True, capture_output=True)
+
+
 @contextmanager
-def seeded_stack(root: Path, leads: int, seed: int) -> Iterator[tuple[RunningOrg, EmbeddedWarehouse]]:
+def seeded_stack(
+    root: Path, leads: int, seed: int, every_object: bool = False
+) -> Iterator[tuple[RunningOrg, EmbeddedWarehouse]]:
     """A local org seeded with ``leads`` Leads (a fifth of them owned by a user the integration user cannot
-    see) and a migrated embedded warehouse under ``root``, with the sync's environment pointing at both."""
+    see), and with ``every_object`` the other objects in proportion, and a migrated embedded warehouse
+    under ``root``, with the sync's environment pointing at both."""
     pg = EmbeddedWarehouse(root / "pg", free_port()).start()
     try:
         with running_org(root / "org") as org:
             started = time.perf_counter()
-            seed_leads(org.data_dir, leads, seed=seed)
-            print(f"seeded {leads:,} Leads in {time.perf_counter() - started:.1f} s")
+            (seed_org if every_object else seed_leads)(org.data_dir, leads, seed)
+            what = "Leads and the other objects" if every_object else "Leads"
+            print(f"seeded {leads:,} {what} in {time.perf_counter() - started:.1f} s")
             os.environ |= sync_environment(org, pg, root)
             with psycopg.connect(pg.url(), autocommit=True) as conn:
                 warehouse.migrate(conn)
