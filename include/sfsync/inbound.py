@@ -99,10 +99,11 @@ def extract(
         if probe is not None and (reread or (probe["records"] and asked != query)):  # not this query's
             probe = None
         source = _source(sf, entry, query, probe)
-        first_load = not warehouse.holds_ids(conn, entry.table) and not warehouse_key.waiting(
-            conn, entry.table
-        )
-        if isinstance(source, BulkResults) and first_load:
+        if (
+            isinstance(source, BulkResults)
+            and not warehouse.holds_ids(conn, entry.table)
+            and not warehouse_key.waiting(conn, entry.table)  # rows a push created records for: adopt them
+        ):
             merged = _copy_first(conn, sf, entry, key, fields, names, source, staging)
             if merged is not None:
                 _record_usage(conn, sf, sf_conn_id)
