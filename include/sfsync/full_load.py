@@ -18,8 +18,7 @@ from typing import Any
 
 import psycopg
 
-from sfsync import locks, soql, warehouse, warehouse_key
-from sfsync.defaults import FULL_LOAD_TIMEOUT
+from sfsync import locks, soql, state, warehouse, warehouse_key
 from sfsync.registry import SyncObject, load_registry
 from sfsync.salesforce import BulkPage, Salesforce
 
@@ -42,12 +41,12 @@ def plan(
     registry = load_registry()
     entries = [registry.get(name) for name in objects] if objects else list(registry.enabled())
     with warehouse.connect(wh_conn_id) as conn:
-        known = {piece["sobject"] for piece in _slices(conn, run_id)}
+        known = {piece["sobject"] for piece in state.slices(conn, run_id)}
         if missing := [entry for entry in entries if entry.sobject not in known]:
             sf = Salesforce(sf_conn_id)
             for entry in missing:
                 _plan_object(conn, sf, entry, slice_days, interval, run_id)
-        planned = _slices(conn, run_id)
+        planned = state.slices(conn, run_id)
     log.info("full load %s: %d slices over %d objects", run_id, len(planned), len(entries))
     return planned
 
@@ -75,11 +74,7 @@ def _plan_object(
     bounds.append(max(end, start))
     with conn.transaction():
         for low, high in zip(bounds, bounds[1:], strict=False):
-            conn.execute(
-                "INSERT INTO sfsync.full_load_slices (run_id, sobject, slice_start, slice_end, watermark)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                [run_id, entry.sobject, low, high, watermark],
-            )
+            state.plan_slice(conn, state.SliceKey(run_id, entry.sobject, low), high, watermark)
 
 
 def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: str) -> dict[str, Any]:
@@ -87,16 +82,16 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
     registry = load_registry()
     entry = registry.get(piece["sobject"])
     start, end = datetime.fromisoformat(piece["start"]), datetime.fromisoformat(piece["end"])
-    key = {"run_id": run_id, "sobject": entry.sobject, "start": start}
+    key = state.SliceKey(run_id, entry.sobject, start)
     # Slices share the object's inbound lock: they copy different records, but no pull or reconcile of the
     # object may run beside them (one started by hand, or by another deployment).
     with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, "inbound", shared=True):
-        _mark(conn, key, "copying", attempt=1)
+        state.mark_slice(conn, key, "copying", attempt=1)
         sf = Salesforce(sf_conn_id)
         try:
             columns, _ = warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
             names = [c.name for c in columns]
-            staging = warehouse.staging_table(entry.table, f"{run_id}/{piece['start']}")
+            staging = _staging(entry.sobject, run_id, start)
             query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
             total, results = sf.bulk_query(query, BULK_PAGE_RECORDS)
             try:
@@ -121,7 +116,8 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
                     counters = warehouse_key.merge_staged(conn, entry, key_column, staging, names)
                     _done(conn, key, sf, rows, staging)
         except Exception as error:
-            _mark(conn, key, "failed", calls=sf.meter.calls, error=f"{type(error).__name__}: {error}"[:2000])
+            why = f"{type(error).__name__}: {error}"[:2000]
+            state.mark_slice(conn, key, "failed", calls=sf.meter.calls, error=why)
             raise
     return {"rows": rows, **counters, "api_calls": sf.meter.calls}
 
@@ -129,80 +125,32 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
 def finish(run_id: str, wh_conn_id: str) -> dict[str, Any]:
     """Hand every fully copied object over to its incremental DAG; fail naming the slices that failed."""
     with warehouse.connect(wh_conn_id) as conn, conn.transaction():
-        per_object = conn.execute(
-            "SELECT sobject, bool_and(status = 'done'), least(min(watermark), max(slice_end)), sum(rows)"
-            " FROM sfsync.full_load_slices WHERE run_id = %s GROUP BY sobject ORDER BY sobject",
-            [run_id],
-        ).fetchall()
-        if not per_object:  # every object gets a slice, if only an empty one: the plan never ran
+        copies = state.copies(conn, run_id)
+        if not copies:  # every object gets a slice, if only an empty one: the plan never ran
             raise RuntimeError(f"full load {run_id} has no slices: its plan_slices task did not succeed")
-        for sobject, complete, candidate, _ in per_object:
-            if complete:
-                conn.execute(
-                    warehouse.statement("state/hand_over"), {"sobject": sobject, "candidate": candidate}
-                )
-        failed = conn.execute(
-            "SELECT sobject, slice_start, slice_end, coalesce(error, status) FROM sfsync.full_load_slices"
-            " WHERE run_id = %s AND status <> 'done' ORDER BY sobject, slice_start",
-            [run_id],
-        ).fetchall()
-        # Unfinished slices no longer hold the incremental DAGs back: they continue from their own watermark.
-        conn.execute(
-            "UPDATE sfsync.full_load_slices SET status = 'failed', finished_at = now()"
-            " WHERE run_id = %s AND status <> 'done'",
-            [run_id],
-        )
-        for sobject, start, _, _ in failed:  # what they staged holds customer data: a retry stages it anew
-            warehouse.drop_staging(
-                conn, warehouse.staging_table(sobject.lower(), f"{run_id}/{start.isoformat()}")
-            )
-    copied = {sobject: int(rows or 0) for sobject, complete, _, rows in per_object if complete}
+        for copy in copies:
+            if copy.complete:
+                state.hand_over(conn, copy.sobject, copy.watermark)
+        failed = state.close_slices(conn, run_id)
+        for piece in failed:  # what they staged holds customer data: a retry stages it anew
+            warehouse.drop_staging(conn, _staging(piece.sobject, run_id, piece.start))
+    copied = {copy.sobject: copy.rows for copy in copies if copy.complete}
     log.info("full load %s: handed over %s", run_id, ", ".join(f"{s} ({n} rows)" for s, n in copied.items()))
     if failed:
-        lines = [f"{s} [{a:%Y-%m-%d %H:%M}, {b:%Y-%m-%d %H:%M}): {why}" for s, a, b, why in failed]
+        lines = [f"{p.sobject} [{p.start:%Y-%m-%d %H:%M}, {p.end:%Y-%m-%d %H:%M}): {p.error}" for p in failed]
         raise RuntimeError(
             f"{len(failed)} slices failed; clear them to copy them again:\n" + "\n".join(lines)
         )
     return {"handed_over": copied}
 
 
-def in_progress(conn: psycopg.Connection, sobject: str) -> str | None:
-    """The run id of an unfinished full load of ``sobject``, if one is holding its incremental DAG back."""
-    row = conn.execute(
-        "SELECT run_id FROM sfsync.full_load_slices"
-        " WHERE sobject = %s AND finished_at IS NULL AND planned_at > now() - %s LIMIT 1",
-        [sobject, FULL_LOAD_TIMEOUT],
-    ).fetchone()
-    return row[0] if row else None
+def _staging(sobject: str, run_id: str, start: datetime) -> str:
+    return warehouse.staging_table(sobject.lower(), f"{run_id}/{start.isoformat()}")
 
 
-def _mark(
-    conn: psycopg.Connection,
-    key: dict[str, Any],
-    status: str,
-    calls: int = 0,
-    rows: int | None = None,
-    error: str | None = None,
-    attempt: int = 0,
-) -> None:
-    values = {"status": status, "calls": calls, "rows": rows, "error": error, "attempt": attempt}
-    conn.execute(warehouse.statement("state/mark_slice"), key | values)
-
-
-def _done(conn: psycopg.Connection, key: dict[str, Any], sf: Salesforce, rows: int, staging: str) -> None:
-    _mark(conn, key, "done", calls=sf.meter.calls, rows=rows)
+def _done(conn: psycopg.Connection, key: state.SliceKey, sf: Salesforce, rows: int, staging: str) -> None:
+    state.mark_slice(conn, key, "done", calls=sf.meter.calls, rows=rows)
     warehouse.drop_staging(conn, staging)  # also one an earlier attempt left
-
-
-def _slices(conn: psycopg.Connection, run_id: str) -> list[dict[str, str]]:
-    return [
-        {"sobject": sobject, "start": start.isoformat(), "end": end.isoformat()}
-        for sobject, start, end in conn.execute(
-            "SELECT sobject, slice_start, slice_end FROM sfsync.full_load_slices"
-            " WHERE run_id = %s ORDER BY sobject, slice_start",
-            [run_id],
-        )
-    ]
 
 
 def _progress(

@@ -20,7 +20,7 @@ from urllib.parse import quote_plus
 import psycopg
 from psycopg import sql
 
-from sfsync import full_load, locks, soql, warehouse, warehouse_key
+from sfsync import locks, soql, state, warehouse, warehouse_key
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import BulkResults, Salesforce
 
@@ -39,11 +39,11 @@ def extract(
     entry: SyncObject, settings: SyncSettings, run_id: str, sf_conn_id: str, wh_conn_id: str
 ) -> dict[str, Any]:
     """Stage this run's window of changes; return what ``merge`` needs (a reference, never rows)."""
-    key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
+    key = state.RunKey(run_id, entry.sobject, INBOUND)
     with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, INBOUND):
-        run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
-        if run and run[0] != "extracting":  # skipped, or finished by an attempt that died before reporting
-            return _recorded(run)
+        run = state.find_run(conn, key)
+        if run and run.status != "extracting":  # skipped, or finished by an attempt that died unreported
+            return run.summary()
         if not run and (waiting := _waiting_for_full_load(conn, entry)):
             return waiting
         if not run:
@@ -51,17 +51,13 @@ def extract(
             reason, calls = _over_budget(conn, settings, sf_conn_id)
             if reason:
                 log.warning("%s: skipping extraction: %s", entry.sobject, reason)
-                conn.execute(
-                    warehouse.statement("state/start_run"),
-                    key | {"status": "skipping", "window_start": None, "window_end": None},
-                )
-                _finish(conn, key, "skipped", {}, calls, reason)
+                state.start_run(conn, key, "skipping")
+                state.finish_run(conn, key, "skipped", {}, calls, reason)
                 return {"status": "skipped"}
 
         sf = Salesforce(sf_conn_id)
         low, upper = _window(conn, entry, settings, key, run, sf)  # the org's clock, read at login
-        row = conn.execute("SELECT fields FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject])
-        known = (row.fetchone() or [None])[0]
+        known = state.object_state(conn, entry.sobject).fields
         if known and low is not None:
             # The usual run: describe and the delta with the last run's fields, in one composite call.
             asked = soql.delta_query(entry.sobject, known, entry.cursor_field, low, upper)
@@ -72,12 +68,8 @@ def extract(
             asked += f" LIMIT {entry.bulk_threshold + 1}"
         describe, probe = sf.describe_and_query(entry.sobject, asked, entry.page_size)
         columns, warnings = warehouse.prepare_object_table(conn, entry, describe)
-        if warnings:  # kept as the run's message (its summary): they are the registry owner's to act on
-            conn.execute(
-                "UPDATE sfsync.sync_runs SET message = %(message)s WHERE run_id = %(run_id)s"
-                " AND sobject = %(sobject)s AND direction = %(direction)s",
-                key | {"message": "; ".join(warnings)},
-            )
+        if warnings:
+            state.note(conn, key, "; ".join(warnings))
         fields = [c.field for c in columns]
         added = set(fields) - set(known or fields)
         reread = bool(added and low is not None)
@@ -87,11 +79,7 @@ def extract(
             # column in. The run's window says so, for its retries; the new field list is remembered only
             # when the run is merged, so a run that never gets there leaves the next one to read it all.
             low = None
-            conn.execute(
-                "UPDATE sfsync.sync_runs SET window_start = NULL WHERE run_id = %(run_id)s"
-                " AND sobject = %(sobject)s AND direction = %(direction)s",
-                key,
-            )
+            state.read_all_again(conn, key)
             log.info("%s: new fields %s: reading every record again", entry.sobject, ", ".join(sorted(added)))
         names = [c.name for c in columns]
         staging = warehouse.staging_table(entry.table, run_id)
@@ -111,11 +99,7 @@ def extract(
         warehouse.create_staging(conn, entry.table, staging, names)
         rows = _stage(conn, staging, names, source)
         _record_usage(conn, sf, sf_conn_id)
-        conn.execute(
-            "UPDATE sfsync.sync_runs SET api_calls = api_calls + %(calls)s WHERE run_id = %(run_id)s"
-            " AND sobject = %(sobject)s AND direction = %(direction)s",
-            key | {"calls": sf.meter.calls},
-        )
+        state.add_calls(conn, key, sf.meter.calls)
     log.info(
         "%s: staged %d records of [%s, %s) with %d API calls", entry.sobject, rows, low, upper, sf.meter.calls
     )
@@ -133,18 +117,16 @@ def merge(
     entry: SyncObject, settings: SyncSettings, run_id: str, extracted: dict[str, Any], wh_conn_id: str
 ) -> dict[str, Any]:
     """Apply the staged window and advance the watermark, atomically; return the run's counters."""
-    key = {"run_id": run_id, "sobject": entry.sobject, "direction": INBOUND}
+    key = state.RunKey(run_id, entry.sobject, INBOUND)
     with (
         warehouse.connect(wh_conn_id) as conn,
         locks.holding(conn, entry.sobject, INBOUND),
         conn.transaction(),
     ):
-        run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
+        run = state.find_run(conn, key)
         assert run is not None
-        if (
-            run[0] != "extracting"
-        ):  # skipped, abandoned, or finished by the fast path or an unreported attempt
-            return _recorded(run)
+        if run.status != "extracting":  # skipped, abandoned, or finished by the fast path or a lost attempt
+            return run.summary()
         staging, names = extracted["staging"], extracted["columns"]
         counters = warehouse_key.merge_staged(conn, entry, _key_column(settings), staging, names)
         return _complete(conn, entry, key, run, counters, 0, staging, extracted.get("fields"))
@@ -154,7 +136,7 @@ def _copy_first(
     conn: psycopg.Connection,
     sf: Salesforce,
     entry: SyncObject,
-    key: dict[str, str],
+    key: state.RunKey,
     fields: list[str],
     names: list[str],
     results: BulkResults,
@@ -168,10 +150,10 @@ def _copy_first(
     transaction commits there is nothing for them to read but an empty table."""
     try:
         with conn.transaction():
-            run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()  # waits for a twin
+            run = state.find_run(conn, key)  # waits for a twin attempt
             assert run is not None
-            if run[0] != "extracting":
-                return _recorded(run)
+            if run.status != "extracting":
+                return run.summary()
             counters = warehouse.copy_new(conn, entry.table, names, results, exclusive=True)
             return _complete(conn, entry, key, run, counters, sf.meter.calls, staging, fields)
     except psycopg.errors.UniqueViolation as error:
@@ -182,8 +164,8 @@ def _copy_first(
 def _complete(
     conn: psycopg.Connection,
     entry: SyncObject,
-    key: dict[str, str],
-    run: tuple,
+    key: state.RunKey,
+    run: state.Run,
     counters: dict[str, int],
     calls: int,
     staging: str,
@@ -191,30 +173,19 @@ def _complete(
 ) -> dict[str, Any]:
     """Finish a run whose window is in the table (in its transaction): the watermark, the counters, and the
     field list the run read (the next runs' own, and what tells them a field is new)."""
-    window_start, window_end = run[1], run[2]
-    conn.execute(
-        warehouse.statement("state/advance_watermark"), {"sobject": entry.sobject, "high_water": window_end}
-    )
+    assert run.window_end is not None
+    state.advance_watermark(conn, entry.sobject, run.window_end)
     if fields is not None:
-        remembered = {"sobject": entry.sobject, "fields": fields}
-        conn.execute(warehouse.statement("state/remember_fields"), remembered)
-    _finish(conn, key, "merged", counters, calls, None)
+        state.remember_fields(conn, entry.sobject, fields)
+    finished = state.finish_run(conn, key, "merged", counters, calls)
     warehouse.drop_staging(conn, staging)  # also one an earlier attempt left
-    finished = _recorded(conn.execute(warehouse.statement("state/find_run"), key).fetchone())
     log.info(
         "%s: %d new, %d updated, %d deleted, %d skipped (unchanged), 0 failed; %d API calls;"
         " window [%s, %s); %.1f s",
-        entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["skipped"],
-        finished["api_calls"], window_start, window_end, finished["seconds"],
+        entry.sobject, finished.new, finished.updated, finished.deleted, finished.skipped, finished.api_calls,
+        run.window_start, run.window_end, finished.seconds,
     )  # fmt: skip
-    return finished
-
-
-def _recorded(run: tuple | None) -> dict[str, Any]:
-    """A finished run's status and counters, from its ``state/find_run`` row."""
-    assert run is not None
-    names = ("status", "new", "updated", "deleted", "skipped", "failed", "api_calls", "seconds")
-    return dict(zip(names, (run[0], *run[3:]), strict=True))
+    return finished.summary()
 
 
 def reconcile(
@@ -230,17 +201,13 @@ def reconcile(
     records the table lacks, or holds as deleted while Salesforce shows them live (turned visible, say by
     a sharing rule, without changing), are read and merged: no delta would ever bring them."""
     with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, INBOUND):
-        last = conn.execute(
-            "SELECT last_reconciled_at, now(), fields FROM sfsync.sync_state WHERE sobject = %s",
-            [entry.sobject],
-        ).fetchone()
-        if last is None or last[2] is None:  # a full load's hand-over, before the first incremental run
+        now = state.object_state(conn, entry.sobject)
+        if now.fields is None:  # a full load's hand-over, before the first incremental run
             return {"status": "not yet synced"}
-        if not force and last[0] and last[1] - last[0] < timedelta(hours=settings.reconcile_every_hours):
-            return {
-                "status": "not due",
-                "next": (last[0] + timedelta(hours=settings.reconcile_every_hours)).isoformat(),
-            }
+        every = timedelta(hours=settings.reconcile_every_hours)
+        last = now.last_reconciled_at
+        if not force and last and now.now - last < every:
+            return {"status": "not due", "next": (last + every).isoformat()}
         reason, _ = _over_budget(conn, settings, sf_conn_id)
         if reason:
             log.warning("%s: skipping reconciliation: %s", entry.sobject, reason)
@@ -248,14 +215,11 @@ def reconcile(
         # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
         if waiting := _waiting_for_full_load(conn, entry):
             return waiting
-        fields: list[str] = last[2]
+        fields = now.fields
         sf = Salesforce(sf_conn_id)
-        key = {"run_id": run_id, "sobject": entry.sobject, "direction": RECONCILE}
+        key = state.RunKey(run_id, entry.sobject, RECONCILE)
         _abandon_stale_runs(conn, entry, key)
-        conn.execute(
-            warehouse.statement("state/start_run"),
-            key | {"status": "reconciling", "window_start": None, "window_end": None},
-        )
+        state.start_run(conn, key, "reconciling")
         staging = warehouse.staging_table(entry.table, f"{run_id}/ids")
         found_staging = warehouse.staging_table(entry.table, f"{run_id}/found")
         ids, target = sql.Identifier("sfsync", staging), sql.Identifier(warehouse.OBJECT_SCHEMA, entry.table)
@@ -283,7 +247,7 @@ def reconcile(
             if waiting := _waiting_for_full_load(conn, entry):
                 warehouse.drop_staging(conn, staging)
                 warehouse.drop_staging(conn, found_staging)
-                _finish(conn, key, "waiting", {}, sf.meter.calls, waiting["status"])
+                state.finish_run(conn, key, "waiting", {}, sf.meter.calls, waiting["status"])
                 return waiting
             # Row locks from here on only: nothing below waits for Salesforce.
             warehouse.as_the_sync(conn)
@@ -301,17 +265,9 @@ def reconcile(
                 )
             ).rowcount
             restored = warehouse_key.merge_staged(conn, entry, _key_column(settings), found_staging, names)
-            conn.execute(
-                "UPDATE sfsync.sync_state SET last_reconciled_at = now() WHERE sobject = %s", [entry.sobject]
-            )
-            _finish(
-                conn,
-                key,
-                "reconciled",
-                restored | {"deleted": flagged},
-                sf.meter.calls,
-                f"{seen} Ids in Salesforce",
-            )
+            state.mark_reconciled(conn, entry.sobject)
+            counters = restored | {"deleted": flagged}
+            state.finish_run(conn, key, "reconciled", counters, sf.meter.calls, f"{seen} Ids in Salesforce")
             warehouse.drop_staging(conn, staging)
             warehouse.drop_staging(conn, found_staging)
         _record_usage(conn, sf, sf_conn_id)
@@ -326,7 +282,7 @@ def reconcile(
 
 def _waiting_for_full_load(conn: psycopg.Connection, entry: SyncObject) -> dict[str, Any] | None:
     """The status of a step that waits for the object's unfinished full load, if one runs."""
-    if full_load_run := full_load.in_progress(conn, entry.sobject):
+    if full_load_run := state.full_load_running(conn, entry.sobject):
         log.info("%s: waiting for the full load %s to finish", entry.sobject, full_load_run)
         return {"status": f"waiting for full load {full_load_run}"}
     return None
@@ -351,24 +307,17 @@ def _window(
     conn: psycopg.Connection,
     entry: SyncObject,
     settings: SyncSettings,
-    key: dict[str, str],
-    run: tuple | None,
+    key: state.RunKey,
+    run: state.Run | None,
     sf: Salesforce,
 ) -> tuple[datetime | None, datetime]:
     """This run's ``[low, upper)``: frozen at its first attempt, reused by its retries."""
     if run is None:
-        row = conn.execute(
-            "SELECT high_water FROM sfsync.sync_state WHERE sobject = %s", [entry.sobject]
-        ).fetchone()
-        high_water = row[0] if row else None
-        low = high_water - timedelta(seconds=settings.lookback_seconds) if high_water else None
-        conn.execute(
-            warehouse.statement("state/start_run"),
-            key | {"status": "extracting", "window_start": low, "window_end": sf.now()},
-        )
-        run = conn.execute(warehouse.statement("state/find_run"), key).fetchone()
-    assert run is not None
-    return run[1], run[2]
+        watermark = state.object_state(conn, entry.sobject).watermark
+        low = watermark - timedelta(seconds=settings.lookback_seconds) if watermark else None
+        run = state.start_run(conn, key, "extracting", low, sf.now())
+    assert run.window_end is not None
+    return run.window_start, run.window_end
 
 
 def _source(
@@ -405,33 +354,34 @@ def _records(pages: Iterable[dict[str, Any]], names: list[str]) -> Iterator[tupl
 def _over_budget(conn: psycopg.Connection, settings: SyncSettings, sf_conn_id: str) -> tuple[str | None, int]:
     """Why the org's API budget holds this step back, if it does, and the calls spent to know. A reading
     over the budget older than ``USAGE_FRESH`` is read from the org again first (one call)."""
-    reason, age = _budget_reading(conn, settings)
-    if reason is None or age < USAGE_FRESH:
-        return reason, 0
-    sf = Salesforce(sf_conn_id)
-    sf.read_usage()
-    _record_usage(conn, sf, sf_conn_id)
-    reason, _ = _budget_reading(conn, settings)
-    log.info("%s", reason or "the org's API usage is back under the budget: the sync resumes")
-    return reason, sf.meter.calls
+    usage = state.latest_usage(conn)
+    if usage is None or not _over(usage, settings):
+        return None, 0
+    if usage.age >= USAGE_FRESH:
+        sf = Salesforce(sf_conn_id)
+        sf.read_usage()
+        _record_usage(conn, sf, sf_conn_id)
+        usage = state.latest_usage(conn)
+        assert usage is not None
+        if not _over(usage, settings):
+            log.info("the org's API usage is back under the budget: the sync resumes")
+            return None, sf.meter.calls
+        calls = sf.meter.calls
+    else:
+        calls = 0
+    return (
+        f"the org has used {usage.used} of its {usage.limit} daily API requests, above the "
+        f"{settings.api_budget_share:.0%} share the sync may spend"
+    ), calls
 
 
-def _budget_reading(conn: psycopg.Connection, settings: SyncSettings) -> tuple[str | None, timedelta]:
-    """The latest usage reading: why it is over the budget (None when it is not), and its age."""
-    usage = conn.execute(
-        "SELECT used, max, now() - seen_at FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1"
-    ).fetchone()
-    if usage and usage[1] and usage[0] / usage[1] >= settings.api_budget_share:
-        return (
-            f"the org has used {usage[0]} of its {usage[1]} daily API requests, above the "
-            f"{settings.api_budget_share:.0%} share the sync may spend"
-        ), usage[2]
-    return None, timedelta(0)
+def _over(usage: state.Usage, settings: SyncSettings) -> bool:
+    return bool(usage.limit) and usage.used / usage.limit >= settings.api_budget_share
 
 
-def _abandon_stale_runs(conn: psycopg.Connection, entry: SyncObject, key: dict[str, str]) -> None:
+def _abandon_stale_runs(conn: psycopg.Connection, entry: SyncObject, key: state.RunKey) -> None:
     """Close the object's runs of this direction that never finished, and drop what they staged."""
-    for (run_id,) in conn.execute(warehouse.statement("state/abandon_runs"), key).fetchall():
+    for run_id in state.abandon_stale_runs(conn, key):
         log.warning("%s: run %s never finished: marked abandoned", entry.sobject, run_id)
         warehouse.drop_staging(conn, warehouse.staging_table(entry.table, run_id))
 
@@ -441,24 +391,6 @@ def _key_column(settings: SyncSettings) -> str:
 
 
 def _record_usage(conn: psycopg.Connection, sf: Salesforce, org: str) -> None:
-    if sf.meter.used is not None:
-        conn.execute(
-            warehouse.statement("state/record_api_usage"),
-            {"org": org, "used": sf.meter.used, "max": sf.meter.limit, "seen_at": sf.meter.server_time},
-        )
-
-
-def _finish(
-    conn: psycopg.Connection,
-    key: dict[str, str],
-    status: str,
-    counters: dict[str, int],
-    calls: int,
-    message: str | None,
-) -> None:
-    conn.execute(
-        warehouse.statement("state/finish_run"),
-        key
-        | {"status": status, "api_calls": calls, "message": message, "failed": 0}
-        | {name: counters.get(name, 0) for name in ("new", "updated", "deleted", "skipped")},
-    )
+    meter = sf.meter
+    if meter.used is not None and meter.limit is not None and meter.server_time is not None:
+        state.record_usage(conn, org, meter.used, meter.limit, meter.server_time)

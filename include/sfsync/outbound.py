@@ -37,7 +37,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
-from sfsync import ingest, locks, soql, warehouse, warehouse_key
+from sfsync import ingest, locks, soql, state, warehouse, warehouse_key
 from sfsync.defaults import OBJECT_SCHEMA
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import Salesforce
@@ -92,17 +92,14 @@ def push(
     entry: SyncObject, settings: SyncSettings, run_id: str, sf_conn_id: str, wh_conn_id: str
 ) -> dict[str, Any]:
     """Send this object's pending warehouse changes to Salesforce; return the run's counters."""
-    key = {"run_id": run_id, "sobject": entry.sobject, "direction": OUTBOUND}
+    key = state.RunKey(run_id, entry.sobject, OUTBOUND)
     with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, OUTBOUND):
         changes = _pending(conn, entry)
         if not changes:
             return {"status": "nothing to push", "new": 0, "updated": 0, "deleted": 0, "failed": 0}
-        for (stale,) in conn.execute(warehouse.statement("state/abandon_runs"), key).fetchall():
+        for stale in state.abandon_stale_runs(conn, key):
             log.warning("%s: push %s never finished: marked abandoned", entry.sobject, stale)
-        conn.execute(
-            warehouse.statement("state/start_run"),
-            key | {"status": "pushing", "window_start": None, "window_end": None},
-        )
+        state.start_run(conn, key, "pushing")
         sf: Salesforce | None = None
         try:
             sf = Salesforce(sf_conn_id)
@@ -110,12 +107,9 @@ def push(
             pusher.run(changes)
         except Exception as error:  # kept with the run, and the task fails; the pull runs all the same
             why = f"{type(error).__name__}: {error}"[:2000]
-            failed = {"status": "failed", "api_calls": sf.meter.calls if sf else 0, "message": why}
-            conn.execute(warehouse.statement("state/finish_push"), key | failed)
+            state.finish_push(conn, key, "failed", sf.meter.calls if sf else 0, why)
             raise
-        message = {"status": "pushed", "api_calls": sf.meter.calls, "message": pusher.summary()}
-        totals = conn.execute(warehouse.statement("state/finish_push"), key | message).fetchone()
-        counters = dict(zip(("new", "updated", "deleted", "skipped", "failed"), totals or (), strict=True))
+        counters = state.finish_push(conn, key, "pushed", sf.meter.calls, pusher.summary())
     log.info(
         "%s: pushed %d new, %d updated, %d deleted, %d unchanged, %d failed with %d API calls%s",
         entry.sobject, counters["new"], counters["updated"], counters["deleted"], counters["skipped"],
@@ -134,7 +128,7 @@ def _pending(conn: psycopg.Connection, entry: SyncObject) -> list[Change]:
     # A large edit fills the outbox faster than autovacuum counts it: without fresh statistics the planner
     # takes 10,000 pending rows for one and joins them in nested loops (10 s instead of 0.1 s).
     conn.execute("ANALYZE sfsync.outbox")
-    query = warehouse.statement("state/pending_changes").format(
+    query = warehouse.statement("writeback/pending_changes").format(
         table=sql.Identifier(OBJECT_SCHEMA, entry.table)
     )
     rows = conn.execute(query, {"sobject": entry.sobject, "rows": MAX_PUSH_ROWS}).fetchall()
@@ -173,7 +167,7 @@ class _Pusher:
         sf: Salesforce,
         entry: SyncObject,
         settings: SyncSettings,
-        run: dict[str, str],
+        run: state.RunKey,
     ) -> None:
         self.conn, self.sf, self.entry, self.settings, self.run_key = conn, sf, entry, settings, run
         self.codes: Counter[str] = Counter()
@@ -193,11 +187,9 @@ class _Pusher:
         """API names by column. The object's own come from its last pull, which costs no call: only
         inserts (the warehouse key) and redirects to another object need a describe."""
         if sobject not in self._names:
-            row = self.conn.execute(
-                "SELECT fields FROM sfsync.sync_state WHERE sobject = %s", [sobject]
-            ).fetchone()
-            if sobject == self.entry.sobject and row and row[0]:
-                self._names[sobject] = {name.lower(): name for name in row[0]}
+            known = state.object_state(self.conn, sobject).fields
+            if sobject == self.entry.sobject and known:
+                self._names[sobject] = {name.lower(): name for name in known}
             else:
                 self._names[sobject] = {column: f["name"] for column, f in self.fields(sobject).items()}
         return self._names[sobject]
@@ -273,12 +265,10 @@ class _Pusher:
         columns = [c for c in columns if c not in NOT_SENT]
         if not updates or not columns:
             return {}
-        row = self.conn.execute(
-            "SELECT high_water FROM sfsync.sync_state WHERE sobject = %s", [self.entry.sobject]
-        ).fetchone()
+        watermark = state.object_state(self.conn, self.entry.sobject).watermark
         conditions = []
-        if row and row[0]:
-            since = row[0] - timedelta(seconds=self.settings.lookback_seconds)
+        if watermark:
+            since = watermark - timedelta(seconds=self.settings.lookback_seconds)
             conditions.append(f"{self.entry.cursor_field} >= {soql.literal(since)}")
         if len(updates) <= COLLECTION_SIZE:
             conditions.append(_id_in([cast(str, c.sfid) for c in updates]))
@@ -526,7 +516,7 @@ class _Pusher:
                 [self.entry.sobject, [c.row_id for c, _ in done]],
             )
             cursor.executemany(
-                warehouse.statement("state/record_push_error"), [self._error(c, o) for c, o in failed]
+                warehouse.statement("writeback/record_push_error"), [self._error(c, o) for c, o in failed]
             )
             counted = Counter(
                 "skipped"
@@ -534,10 +524,7 @@ class _Pusher:
                 else {"insert": "new", "update": "updated", "delete": "deleted"}[c.operation]
                 for c, o in done
             )
-            counts = {name: counted[name] for name in ("new", "updated", "deleted", "skipped")}
-            cursor.execute(
-                warehouse.statement("state/count_push"), self.run_key | counts | {"failed": len(failed)}
-            )
+            state.count_push(self.conn, self.run_key, dict(counted), len(failed))
         for change, outcome in failed:
             error = outcome["errors"][0]
             self.codes[error["statusCode"]] += 1

@@ -333,7 +333,7 @@ def test_crash_inside_the_first_merge_then_retry(private_org, warehouse_url, mon
             raise RuntimeError("worker lost after the rows were inserted, before the commit")
 
         with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
-            patched.setattr(inbound, "_finish", crash)  # the empty table took the plain inserts
+            patched.setattr(inbound.state, "finish_run", crash)  # the empty table took the plain inserts
             inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
         assert conn.execute("SELECT max(high_water) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
@@ -551,7 +551,7 @@ def test_crashes_in_and_after_the_fast_path_then_retries(registry, private_org, 
             raise RuntimeError("worker lost after the COPY, before the commit")
 
         with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
-            patched.setattr(inbound, "_finish", crash)
+            patched.setattr(inbound.state, "finish_run", crash)
             inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
         assert conn.execute("SELECT status FROM sfsync.sync_runs").fetchone() == ("extracting",)

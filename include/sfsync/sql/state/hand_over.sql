@@ -2,7 +2,7 @@
 -- clock when the run started and the end of the CreatedDate range it copied: every change after that
 -- point is pulled again, and everything before it is in the copy.
 INSERT INTO sfsync.sync_state AS s (sobject, high_water, high_water_source, updated_at)
-VALUES (%(sobject)s, %(candidate)s, 'full_load', now())
+VALUES (%(sobject)s, %(watermark)s, 'full_load', now())
 ON CONFLICT (sobject) DO UPDATE SET
     high_water = CASE
         WHEN s.high_water IS NULL THEN excluded.high_water

@@ -2,4 +2,3 @@
 INSERT INTO sfsync.sync_runs (run_id, sobject, direction, status, window_start, window_end, started_at)
 VALUES (%(run_id)s, %(sobject)s, %(direction)s, %(status)s, %(window_start)s, %(window_end)s, clock_timestamp())
 ON CONFLICT (run_id, sobject, direction) DO NOTHING
-RETURNING window_start, window_end
