@@ -19,6 +19,8 @@ FULL_LOAD_TIMEOUT = timedelta(hours=24)
 
 #: Every 5 minutes unless a registry entry says otherwise; with max_active_runs=1 runs never overlap.
 SYNC_SCHEDULE = "*/5 * * * *"
+#: No sync DAG run lasts longer: a run marked at work for longer than this is abandoned by a later one.
+DAGRUN_TIMEOUT = timedelta(minutes=60)
 APPROVED_TAGS = frozenset({"sfsync", "bidirectional", "inbound", "full-load"})
 
 DAG_DEFAULTS: dict[str, Any] = {
@@ -26,7 +28,7 @@ DAG_DEFAULTS: dict[str, Any] = {
     "catchup": False,
     "max_active_runs": 1,
     "max_consecutive_failed_dag_runs": 12,
-    "dagrun_timeout": timedelta(minutes=60),
+    "dagrun_timeout": DAGRUN_TIMEOUT,
     "default_args": {
         "owner": "sfsync",
         "retries": 3,

@@ -87,7 +87,7 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
     # object may run beside them (one started by hand, or by another deployment).
     with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, "inbound", shared=True):
         state.mark_slice(conn, key, "copying", attempt=1)
-        sf = Salesforce(sf_conn_id)
+        sf = Salesforce(sf_conn_id, registry.settings.slice_bulk_deadline)
         try:
             columns, _ = warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
             names = [c.name for c in columns]

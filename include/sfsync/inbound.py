@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote_plus
 
 import psycopg
@@ -40,66 +40,77 @@ def extract(
 ) -> dict[str, Any]:
     """Stage this run's window of changes; return what ``merge`` needs (a reference, never rows)."""
     key = state.RunKey(run_id, entry.sobject, INBOUND)
-    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, INBOUND):
-        run = state.find_run(conn, key)
-        if run and run.status != "extracting":  # skipped, or finished by an attempt that died unreported
-            return run.summary()
-        if not run and (waiting := _waiting_for_full_load(conn, entry)):
+    with warehouse.connect(wh_conn_id) as conn:
+        # Checked before taking the lock too: a full load's slices share it for hours, and a pull queued
+        # for it would hold its pool slot, and queue the next slices behind it.
+        if not state.find_run(conn, key) and (waiting := _waiting_for_full_load(conn, entry)):
             return waiting
-        if not run:
-            _abandon_stale_runs(conn, entry, key)
-            reason, calls = _over_budget(conn, settings, sf_conn_id)
-            if reason:
-                log.warning("%s: skipping extraction: %s", entry.sobject, reason)
-                state.start_run(conn, key, "skipping")
-                state.finish_run(conn, key, "skipped", {}, calls, reason)
-                return {"status": "skipped"}
+        with locks.holding(conn, entry.sobject, INBOUND):
+            return _extract(conn, entry, settings, key, sf_conn_id)
 
-        sf = Salesforce(sf_conn_id)
-        low, upper = _window(conn, entry, settings, key, run, sf)  # the org's clock, read at login
-        known = state.object_state(conn, entry.sobject).fields
-        if known and low is not None:
-            # The usual run: describe and the delta with the last run's fields, in one composite call.
-            asked = soql.delta_query(entry.sobject, known, entry.cursor_field, low, upper)
-        else:
-            # A first run, likely large: a count tells whether it goes through Bulk, where a first REST page
-            # would take as long and then be read again by the Bulk job.
-            asked = soql.count_of(soql.delta_query(entry.sobject, ["Id"], entry.cursor_field, low, upper))
-            asked += f" LIMIT {entry.bulk_threshold + 1}"
-        describe, probe = sf.describe_and_query(entry.sobject, asked, entry.page_size)
-        columns, warnings = warehouse.prepare_object_table(conn, entry, describe)
-        if warnings:
-            state.note(conn, key, "; ".join(warnings))
-        fields = [c.field for c in columns]
-        added = set(fields) - set(known or fields)
-        reread = bool(added and low is not None)
-        if reread:
-            # A field new to the sync (created, made visible, or added to the registry) holds values in
-            # records that will not change for it: this run reads every record again, and the merge fills the
-            # column in. The run's window says so, for its retries; the new field list is remembered only
-            # when the run is merged, so a run that never gets there leaves the next one to read it all.
-            low = None
-            state.read_all_again(conn, key)
-            log.info("%s: new fields %s: reading every record again", entry.sobject, ", ".join(sorted(added)))
-        names = [c.name for c in columns]
-        staging = warehouse.staging_table(entry.table, run_id)
-        query = soql.delta_query(entry.sobject, fields, entry.cursor_field, low, upper)
-        if probe is not None and (reread or (probe["records"] and asked != query)):  # not this query's
-            probe = None
-        source = _source(sf, entry, query, probe)
-        if (
-            isinstance(source, BulkResults)
-            and not warehouse.holds_ids(conn, entry.table)
-            and not warehouse_key.waiting(conn, entry.table)  # rows a push created records for: adopt them
-        ):
-            merged = _copy_first(conn, sf, entry, key, fields, names, source, staging)
-            if merged is not None:
-                _record_usage(conn, sf, sf_conn_id)
-                return merged
-        warehouse.create_staging(conn, entry.table, staging, names)
-        rows = _stage(conn, staging, names, source)
-        _record_usage(conn, sf, sf_conn_id)
-        state.add_calls(conn, key, sf.meter.calls)
+
+def _extract(
+    conn: psycopg.Connection, entry: SyncObject, settings: SyncSettings, key: state.RunKey, sf_conn_id: str
+) -> dict[str, Any]:
+    run = state.find_run(conn, key)
+    if run and run.status != "extracting":  # skipped, or finished by an attempt that died unreported
+        return run.summary()
+    if not run and (waiting := _waiting_for_full_load(conn, entry)):
+        return waiting
+    sf = None
+    if not run:
+        _abandon_stale_runs(conn, entry, key)
+        reason, sf = _over_budget(conn, settings, entry, sf_conn_id)
+        if reason:
+            log.warning("%s: skipping extraction: %s", entry.sobject, reason)
+            state.start_run(conn, key, "skipping")
+            state.finish_run(conn, key, "skipped", {}, sf.meter.calls if sf else 0, reason)
+            return {"status": "skipped"}
+    sf = sf or Salesforce(sf_conn_id, settings.bulk_deadline)
+    low, upper = _window(conn, entry, settings, key, run, sf)  # the org's clock, read at login
+    known = state.object_state(conn, entry.sobject).fields
+    if known and low is not None:
+        # The usual run: describe and the delta with the last run's fields, in one composite call.
+        asked = soql.delta_query(entry.sobject, known, entry.cursor_field, low, upper)
+    else:
+        # A first run, likely large: a count tells whether it goes through Bulk, where a first REST page
+        # would take as long and then be read again by the Bulk job.
+        asked = soql.count_of(soql.delta_query(entry.sobject, ["Id"], entry.cursor_field, low, upper))
+        asked += f" LIMIT {entry.bulk_threshold + 1}"
+    describe, probe = sf.describe_and_query(entry.sobject, asked, entry.page_size)
+    columns, warnings = warehouse.prepare_object_table(conn, entry, describe)
+    if warnings:
+        state.note(conn, key, "; ".join(warnings))
+    fields = [c.field for c in columns]
+    added = set(fields) - set(known or fields)
+    reread = bool(added and low is not None)
+    if reread:
+        # A field new to the sync (created, made visible, or added to the registry) holds values in
+        # records that will not change for it: this run reads every record again, and the merge fills the
+        # column in. The run's window says so, for its retries; the new field list is remembered only
+        # when the run is merged, so a run that never gets there leaves the next one to read it all.
+        low = None
+        state.read_all_again(conn, key)
+        log.info("%s: new fields %s: reading every record again", entry.sobject, ", ".join(sorted(added)))
+    names = [c.name for c in columns]
+    staging = warehouse.staging_table(entry.table, key.run_id)
+    query = soql.delta_query(entry.sobject, fields, entry.cursor_field, low, upper)
+    if probe is not None and (reread or (probe["records"] and asked != query)):  # not this query's
+        probe = None
+    source = _source(sf, entry, query, probe)
+    if (
+        isinstance(source, BulkResults)
+        and not warehouse.holds_ids(conn, entry.table)
+        and not warehouse_key.waiting(conn, entry.table)  # rows a push created records for: adopt them
+    ):
+        merged = _copy_first(conn, sf, entry, key, fields, names, source, staging)
+        if merged is not None:
+            _record_usage(conn, sf, sf_conn_id)
+            return merged
+    warehouse.create_staging(conn, entry.table, staging, names)
+    rows = _stage(conn, staging, names, source)
+    _record_usage(conn, sf, sf_conn_id)
+    state.add_calls(conn, key, sf.meter.calls)
     log.info(
         "%s: staged %d records of [%s, %s) with %d API calls", entry.sobject, rows, low, upper, sf.meter.calls
     )
@@ -200,77 +211,99 @@ def reconcile(
     returns, even through queryAll (hard deletes, purges, records turned invisible), are flagged as deleted;
     records the table lacks, or holds as deleted while Salesforce shows them live (turned visible, say by
     a sharing rule, without changing), are read and merged: no delta would ever bring them."""
-    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, INBOUND):
-        now = state.object_state(conn, entry.sobject)
-        if now.fields is None:  # a full load's hand-over, before the first incremental run
-            return {"status": "not yet synced"}
-        every = timedelta(hours=settings.reconcile_every_hours)
-        last = now.last_reconciled_at
-        if not force and last and now.now - last < every:
-            return {"status": "not due", "next": (last + every).isoformat()}
-        reason, _ = _over_budget(conn, settings, sf_conn_id)
-        if reason:
-            log.warning("%s: skipping reconciliation: %s", entry.sobject, reason)
-            return {"status": "skipped", "reason": reason}
-        # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
-        if waiting := _waiting_for_full_load(conn, entry):
-            return waiting
-        fields = now.fields
-        sf = Salesforce(sf_conn_id)
-        key = state.RunKey(run_id, entry.sobject, RECONCILE)
-        _abandon_stale_runs(conn, entry, key)
-        state.start_run(conn, key, "reconciling")
-        staging = warehouse.staging_table(entry.table, f"{run_id}/ids")
-        found_staging = warehouse.staging_table(entry.table, f"{run_id}/found")
-        ids, target = sql.Identifier("sfsync", staging), sql.Identifier(warehouse.OBJECT_SCHEMA, entry.table)
-        listed = ["Id", "IsDeleted"] if "IsDeleted" in fields else ["Id"]  # User has no IsDeleted
-        names = [f.lower() for f in fields]
-        with conn.transaction():
-            warehouse.drop_staging(conn, staging)  # an earlier attempt's
-            listing = "CREATE UNLOGGED TABLE {} (id text, isdeleted boolean NOT NULL DEFAULT false)"
-            conn.execute(sql.SQL(listing).format(ids))
-            query = soql.id_query(entry.sobject, listed)
-            seen = _stage(conn, staging, [f.lower() for f in listed], _source(sf, entry, query))
-            conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(ids))
-            missed = [
-                row[0]
-                for row in conn.execute(
-                    sql.SQL(
-                        "SELECT s.id FROM {ids} s LEFT JOIN {target} t ON t.id = s.id"
-                        " WHERE t.id IS NULL OR (t.isdeleted AND NOT s.isdeleted) ORDER BY s.id"
-                    ).format(ids=ids, target=target)
-                )
-            ]
-            warehouse.create_staging(conn, entry.table, found_staging, names)
-            _stage(conn, found_staging, names, _read_again(sf, entry, fields, missed))
-            # The listing took a while: a full load that began since may have committed records it lacks.
-            if waiting := _waiting_for_full_load(conn, entry):
-                warehouse.drop_staging(conn, staging)
-                warehouse.drop_staging(conn, found_staging)
-                state.finish_run(conn, key, "waiting", {}, sf.meter.calls, waiting["status"])
-                return waiting
-            # Row locks from here on only: nothing below waits for Salesforce.
-            warehouse.as_the_sync(conn)
-            flagged = conn.execute(
+    with warehouse.connect(wh_conn_id) as conn:
+        # Checked before taking the lock too (see ``extract``), and again once it is held.
+        if (skipped := _not_reconciling(conn, entry, settings, force)) is not None:
+            return skipped
+        with locks.holding(conn, entry.sobject, INBOUND):
+            return _reconcile(conn, entry, settings, run_id, sf_conn_id, force)
+
+
+def _not_reconciling(
+    conn: psycopg.Connection, entry: SyncObject, settings: SyncSettings, force: bool
+) -> dict[str, Any] | None:
+    """Why the reconciliation does not run now, if it does not."""
+    now = state.object_state(conn, entry.sobject)
+    if now.fields is None:  # a full load's hand-over, before the first incremental run
+        return {"status": "not yet synced"}
+    every = timedelta(hours=settings.reconcile_every_hours)
+    last = now.last_reconciled_at
+    if not force and last and now.now - last < every:
+        return {"status": "not due", "next": (last + every).isoformat()}
+    # A slice committed after the Ids were listed would hold records the list lacks, flagged as deleted.
+    return _waiting_for_full_load(conn, entry)
+
+
+def _reconcile(
+    conn: psycopg.Connection,
+    entry: SyncObject,
+    settings: SyncSettings,
+    run_id: str,
+    sf_conn_id: str,
+    force: bool,
+) -> dict[str, Any]:
+    if (skipped := _not_reconciling(conn, entry, settings, force)) is not None:
+        return skipped
+    reason, sf = _over_budget(conn, settings, entry, sf_conn_id)
+    if reason:
+        log.warning("%s: skipping reconciliation: %s", entry.sobject, reason)
+        return {"status": "skipped", "reason": reason}
+    fields = cast(list[str], state.object_state(conn, entry.sobject).fields)
+    sf = sf or Salesforce(sf_conn_id, settings.bulk_deadline)
+    key = state.RunKey(run_id, entry.sobject, RECONCILE)
+    _abandon_stale_runs(conn, entry, key)
+    state.start_run(conn, key, "reconciling")
+    staging = warehouse.staging_table(entry.table, f"{run_id}/ids")
+    found_staging = warehouse.staging_table(entry.table, f"{run_id}/found")
+    ids, target = sql.Identifier("sfsync", staging), sql.Identifier(warehouse.OBJECT_SCHEMA, entry.table)
+    listed = ["Id", "IsDeleted"] if "IsDeleted" in fields else ["Id"]  # User has no IsDeleted
+    names = [f.lower() for f in fields]
+    with conn.transaction():
+        warehouse.drop_staging(conn, staging)  # an earlier attempt's
+        listing = "CREATE UNLOGGED TABLE {} (id text, isdeleted boolean NOT NULL DEFAULT false)"
+        conn.execute(sql.SQL(listing).format(ids))
+        query = soql.id_query(entry.sobject, listed)
+        seen = _stage(conn, staging, [f.lower() for f in listed], _source(sf, entry, query))
+        conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(ids))
+        missed = [
+            row[0]
+            for row in conn.execute(
                 sql.SQL(
-                    "UPDATE {target} t SET isdeleted = true, {deleted_at} = coalesce(t.{deleted_at}, now()),"
-                    " {synced_at} = now()"
-                    " WHERE t.id IS NOT NULL AND NOT t.isdeleted"
-                    " AND NOT EXISTS (SELECT 1 FROM {ids} s WHERE s.id = t.id)"
-                ).format(
-                    target=target,
-                    deleted_at=sql.Identifier(warehouse.DELETED_AT),
-                    synced_at=sql.Identifier(warehouse.SYNCED_AT),
-                    ids=ids,
-                )
-            ).rowcount
-            restored = warehouse_key.merge_staged(conn, entry, _key_column(settings), found_staging, names)
-            state.mark_reconciled(conn, entry.sobject)
-            counters = restored | {"deleted": flagged}
-            state.finish_run(conn, key, "reconciled", counters, sf.meter.calls, f"{seen} Ids in Salesforce")
+                    "SELECT s.id FROM {ids} s LEFT JOIN {target} t ON t.id = s.id"
+                    " WHERE t.id IS NULL OR (t.isdeleted AND NOT s.isdeleted) ORDER BY s.id"
+                ).format(ids=ids, target=target)
+            )
+        ]
+        warehouse.create_staging(conn, entry.table, found_staging, names)
+        _stage(conn, found_staging, names, _read_again(sf, entry, fields, missed))
+        # The listing took a while: a full load that began since may have committed records it lacks.
+        if waiting := _waiting_for_full_load(conn, entry):
             warehouse.drop_staging(conn, staging)
             warehouse.drop_staging(conn, found_staging)
-        _record_usage(conn, sf, sf_conn_id)
+            state.finish_run(conn, key, "waiting", {}, sf.meter.calls, waiting["status"])
+            return waiting
+        # Row locks from here on only: nothing below waits for Salesforce.
+        warehouse.as_the_sync(conn)
+        flagged = conn.execute(
+            sql.SQL(
+                "UPDATE {target} t SET isdeleted = true, {deleted_at} = coalesce(t.{deleted_at}, now()),"
+                " {synced_at} = now()"
+                " WHERE t.id IS NOT NULL AND NOT t.isdeleted"
+                " AND NOT EXISTS (SELECT 1 FROM {ids} s WHERE s.id = t.id)"
+            ).format(
+                target=target,
+                deleted_at=sql.Identifier(warehouse.DELETED_AT),
+                synced_at=sql.Identifier(warehouse.SYNCED_AT),
+                ids=ids,
+            )
+        ).rowcount
+        restored = warehouse_key.merge_staged(conn, entry, _key_column(settings), found_staging, names)
+        state.mark_reconciled(conn, entry.sobject)
+        counters = restored | {"deleted": flagged}
+        state.finish_run(conn, key, "reconciled", counters, sf.meter.calls, f"{seen} Ids in Salesforce")
+        warehouse.drop_staging(conn, staging)
+        warehouse.drop_staging(conn, found_staging)
+    _record_usage(conn, sf, sf_conn_id)
     found = restored["new"] + restored["updated"]
     log.info(
         "%s: reconciled %d Ids, flagged %d rows gone from Salesforce, read %d records no delta brought",
@@ -351,28 +384,34 @@ def _records(pages: Iterable[dict[str, Any]], names: list[str]) -> Iterator[tupl
             yield tuple(lowered.get(n) for n in names)
 
 
-def _over_budget(conn: psycopg.Connection, settings: SyncSettings, sf_conn_id: str) -> tuple[str | None, int]:
-    """Why the org's API budget holds this step back, if it does, and the calls spent to know. A reading
-    over the budget older than ``USAGE_FRESH`` is read from the org again first (one call)."""
+def _over_budget(
+    conn: psycopg.Connection, settings: SyncSettings, entry: SyncObject, sf_conn_id: str
+) -> tuple[str | None, Salesforce | None]:
+    """Why the org's API budget holds this step back, if it does, and the client that asked the org, if
+    one did (its call belongs to the run). Skipped runs make no call, so a reading over the budget would
+    never be refreshed: once it is older than ``USAGE_FRESH`` one step (the others skip meanwhile) reads
+    the usage again with one small query, whose answer carries Salesforce's ``Sforce-Limit-Info``."""
     usage = state.latest_usage(conn)
     if usage is None or not _over(usage, settings):
-        return None, 0
+        return None, None
+    sf = None
     if usage.age >= USAGE_FRESH:
-        sf = Salesforce(sf_conn_id)
-        sf.read_usage()
-        _record_usage(conn, sf, sf_conn_id)
-        usage = state.latest_usage(conn)
-        assert usage is not None
-        if not _over(usage, settings):
-            log.info("the org's API usage is back under the budget: the sync resumes")
-            return None, sf.meter.calls
-        calls = sf.meter.calls
-    else:
-        calls = 0
+        with locks.trying(conn, "api_usage") as mine:
+            if mine:
+                sf = Salesforce(sf_conn_id, settings.bulk_deadline)
+                try:
+                    sf.read_usage(entry.sobject)
+                except Exception as error:  # the reading stands, and the next run asks again
+                    log.warning("%s: could not read the org's API usage: %s", entry.sobject, error)
+                _record_usage(conn, sf, sf_conn_id)
+                usage = cast(state.Usage, state.latest_usage(conn))
+                if not _over(usage, settings):
+                    log.info("the org's API usage is back under the budget: the sync resumes")
+                    return None, sf
     return (
         f"the org has used {usage.used} of its {usage.limit} daily API requests, above the "
         f"{settings.api_budget_share:.0%} share the sync may spend"
-    ), calls
+    ), sf
 
 
 def _over(usage: state.Usage, settings: SyncSettings) -> bool:
@@ -383,7 +422,8 @@ def _abandon_stale_runs(conn: psycopg.Connection, entry: SyncObject, key: state.
     """Close the object's runs of this direction that never finished, and drop what they staged."""
     for run_id in state.abandon_stale_runs(conn, key):
         log.warning("%s: run %s never finished: marked abandoned", entry.sobject, run_id)
-        warehouse.drop_staging(conn, warehouse.staging_table(entry.table, run_id))
+        if key.direction == INBOUND:  # a reconciliation stages inside its transaction: nothing is left
+            warehouse.drop_staging(conn, warehouse.staging_table(entry.table, run_id))
 
 
 def _key_column(settings: SyncSettings) -> str:

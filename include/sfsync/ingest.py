@@ -22,14 +22,21 @@ from sfsync.salesforce import Salesforce
 NULL = "#N/A"
 #: Bytes of CSV per job: Salesforce takes 150 MB once encoded for upload; 100 MB of CSV stays below that.
 MAX_UPLOAD_BYTES = 100_000_000
-#: Bulk API's limit on one field's characters: one longer value fails the whole job, naming no record.
-MAX_FIELD_CHARS = 131_072
+#: Bulk API's limits on one field's and one record's characters: a longer one fails the whole job, naming
+#: no record.
+MAX_FIELD_CHARS, MAX_RECORD_CHARS = 131_072, 400_000
 
 
 def carries(record: dict[str, Any]) -> bool:
     """Whether a Bulk job can write every value of ``record`` as a REST call would: a literal ``#N/A`` would
-    reach Salesforce as null (it is Bulk CSV's null), and a value over ``MAX_FIELD_CHARS`` fails the job."""
-    return not any(isinstance(v, str) and (v == NULL or len(v) > MAX_FIELD_CHARS) for v in record.values())
+    reach Salesforce as null (it is Bulk CSV's null), and a value or record over Bulk's limits fails the
+    job."""
+    texts = [v for v in record.values() if isinstance(v, str)]
+    return (
+        NULL not in texts
+        and all(len(v) <= MAX_FIELD_CHARS for v in texts)
+        and (sum(map(len, texts)) <= MAX_RECORD_CHARS)
+    )
 
 
 def run(

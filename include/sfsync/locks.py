@@ -13,15 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
+from typing import LiteralString
 
 import psycopg
 
 log = logging.getLogger(__name__)
 
-#: A step waits this long for the one before it, then fails naming who holds the lock.
-LOCK_WAIT = timedelta(minutes=30)
+#: A step waits this long for the one before it, then fails naming who holds the lock: well within a
+#: task's time limit (30 minutes by default), so the task reports why.
+LOCK_WAIT = timedelta(minutes=10)
 
 
 @contextmanager
@@ -35,6 +37,8 @@ def holding(conn: psycopg.Connection, sobject: str, direction: str, shared: bool
         holder = conn.execute(
             "SELECT a.pid, a.application_name, a.backend_start FROM pg_locks l"
             " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.objsubid = 1"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND (l.classid::bigint << 32 | l.objid::bigint) = hashtextextended(%s, 0) LIMIT 1",
             [key],
         ).fetchone()
@@ -51,10 +55,31 @@ def holding(conn: psycopg.Connection, sobject: str, direction: str, shared: bool
                 f"{sobject}: another {direction} step held its lock for over {LOCK_WAIT}"
             ) from None
         finally:
-            conn.execute("RESET lock_timeout")
+            _quietly(conn, "RESET lock_timeout")
         log.info("%s: waited %.1f s for the %s lock", sobject, time.monotonic() - started, direction)
     try:
         yield
     finally:
-        if not conn.closed:
-            conn.execute(f"SELECT pg_advisory_unlock{kind}(hashtextextended(%s, 0))", [key])
+        _quietly(conn, f"SELECT pg_advisory_unlock{kind}(hashtextextended(%s, 0))", [key])
+
+
+@contextmanager
+def trying(conn: psycopg.Connection, name: str) -> Iterator[bool]:
+    """Whether this step got the lock ``name`` (held while the block runs), without waiting: for work one
+    step does for all, such as reading the org's API usage again."""
+    key = f"sfsync.{name}"
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [key]).fetchone()
+    try:
+        yield bool(got and got[0])
+    finally:
+        if got and got[0]:
+            _quietly(conn, "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [key])
+
+
+def _quietly(conn: psycopg.Connection, statement: LiteralString, params: list[str] | None = None) -> None:
+    # A connection still busy (a task timeout interrupted a statement) or gone ends its session, and the
+    # session's locks with it: an error here would only hide the one being raised.
+    if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return
+    with suppress(psycopg.Error):
+        conn.execute(statement, params)

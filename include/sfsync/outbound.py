@@ -102,7 +102,7 @@ def push(
         state.start_run(conn, key, "pushing")
         sf: Salesforce | None = None
         try:
-            sf = Salesforce(sf_conn_id)
+            sf = Salesforce(sf_conn_id, settings.bulk_deadline)
             pusher = _Pusher(conn, sf, entry, settings, key)
             pusher.run(changes)
         except Exception as error:  # kept with the run, and the task fails; the pull runs all the same
@@ -358,6 +358,7 @@ class _Pusher:
             yield from self._write(list(group), "update", "Id", sobject)
         if inserts := by_operation["insert"]:
             if external_id := self._warehouse_key():
+                self._mark_sent(inserts)
                 yield from self._write(inserts, "upsert", external_id, self.entry.sobject)
             else:  # without a key to match results by, creates go through Collections, which keep their order
                 yield from self._collections(inserts, "POST", "composite/sobjects")
@@ -370,8 +371,11 @@ class _Pusher:
         if len(changes) > self.entry.bulk_threshold:
             # REST answers for each record: it takes those a Bulk job cannot carry, and those a failed job
             # left unprocessed (one bad record fails a whole job: sent again by Bulk, it would hold the good
-            # ones back for ever).
-            by_rest = [c for c in changes if c.last_error == "NOT_PROCESSED" or not ingest.carries(c.record)]
+            # ones back for ever), up to the Bulk threshold a run so that a large failed job costs a few
+            # calls a run; the rest go by Bulk again meanwhile.
+            retried = [c for c in changes if c.last_error == "NOT_PROCESSED"][: self.entry.bulk_threshold]
+            uncarried = [c for c in changes if not ingest.carries(c.record)]
+            by_rest = list({id(c): c for c in retried + uncarried}.values())
             rest = {id(c) for c in by_rest}
             yield from self._bulk([c for c in changes if id(c) not in rest], operation, key, sobject)
         if operation == "delete":
@@ -412,6 +416,17 @@ class _Pusher:
         for chunk in _chunks(changes, COLLECTION_SIZE):
             body = {"allOrNone": False, "records": [c.record for c in chunk]}
             yield from self._guarded(chunk, partial(self.sf.client.restful, path, method=method, json=body))
+
+    def _mark_sent(self, inserts: list[Change]) -> None:
+        """Mark these inserts sent, before they are: should the answer be lost, the pull that brings their
+        records gives them to these rows by their key (``warehouse_key.adopt``), and to no other row."""
+        self.conn.execute(
+            "UPDATE sfsync.outbox o SET sent_at = now()"
+            " FROM unnest(%s::bigint[], %s::bigint[]) AS d(row_id, change_id)"
+            " WHERE o.sobject = %s AND o.row_id = d.row_id AND o.change_id <= d.change_id"
+            " AND o.pushed_at IS NULL",
+            [[c.row_id for c in inserts], [c.change_id for c in inserts], self.entry.sobject],
+        )
 
     def _sendable(self, change: Change) -> bool:
         return change.operation == "insert" or any(

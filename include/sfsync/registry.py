@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Hashable, Iterator
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -220,6 +221,15 @@ class SyncSettings(BaseModel):
     #: slice, which may copy millions of records, has its own.
     task_timeout_minutes: float = Field(default=30, gt=0)
     slice_timeout_minutes: float = Field(default=240, gt=0)
+
+    @property
+    def bulk_deadline(self) -> timedelta:
+        """How long a task waits for a Bulk job: long enough to abort it before the task itself times out."""
+        return timedelta(minutes=self.task_timeout_minutes * 0.8)
+
+    @property
+    def slice_bulk_deadline(self) -> timedelta:
+        return timedelta(minutes=self.slice_timeout_minutes * 0.8)
 
 
 class Registry(BaseModel):

@@ -31,8 +31,8 @@ BULK_POLL_SECONDS = 0.2
 MAX_POLL_SECONDS = 5.0
 BULK_FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 #: A Bulk job still running after this long is aborted and its step fails (and is retried), instead of
-#: waiting on a job Salesforce has queued for hours.
-BULK_JOB_DEADLINE = timedelta(hours=1)
+#: waiting on a job Salesforce has queued for hours; the sync passes one below its task's time limit.
+BULK_JOB_DEADLINE = timedelta(minutes=20)
 BULK_CHUNK_BYTES = 1 << 20
 
 
@@ -66,9 +66,14 @@ class CallMeter:
 class Salesforce:
     """A logged-in client for one task, built from an Airflow connection."""
 
-    def __init__(self, conn_id: str = SALESFORCE_CONN_ID) -> None:
+    bulk_deadline = BULK_JOB_DEADLINE
+
+    def __init__(
+        self, conn_id: str = SALESFORCE_CONN_ID, bulk_deadline: timedelta = BULK_JOB_DEADLINE
+    ) -> None:
         from airflow.providers.salesforce.hooks.salesforce import SalesforceHook
 
+        self.bulk_deadline = bulk_deadline
         self.meter = CallMeter()
         session = requests.Session()
         session.hooks["response"].append(self.meter)
@@ -79,11 +84,10 @@ class Salesforce:
         """The object describe, as the integration user sees it (invisible fields are absent)."""
         return getattr(self.client, sobject).describe()
 
-    def read_usage(self) -> None:
-        """Ask the org for its API usage now (the ``limits`` resource, one call; the meter keeps it)."""
-        limits = cast(dict[str, Any], self.client.restful("limits/"))
-        if self.meter.used is None and (daily := limits.get("DailyApiRequests")):
-            self.meter.used, self.meter.limit = daily["Max"] - daily["Remaining"], daily["Max"]
+    def read_usage(self, sobject: str) -> None:
+        """Have the org report its API usage now (the meter keeps it): one small query of an object the
+        caller reads anyway; the ``limits`` resource would need the View Setup permission."""
+        self.client.query(f"SELECT Id FROM {sobject} LIMIT 1")
 
     def now(self) -> datetime:
         """The end of the org's current second, by its clock (the ``Date`` of its last response, usually
@@ -155,9 +159,7 @@ class Salesforce:
             raise SalesforceOperationError(f"Job failure. Response content: {job.get('errorMessage') or job}")
         return int(job["numberRecordsProcessed"]), BulkResults(self, job["id"], page_records)
 
-    def wait_for_bulk_job(
-        self, kind: str, job_id: str, deadline: timedelta = BULK_JOB_DEADLINE
-    ) -> dict[str, Any]:
+    def wait_for_bulk_job(self, kind: str, job_id: str, deadline: timedelta | None = None) -> dict[str, Any]:
         """Poll a Bulk API 2.0 job (``kind`` ``query`` or ``ingest``) until it ends; its final info. A job
         still running at the ``deadline`` is aborted, and TimeoutError names it.
 
@@ -166,6 +168,7 @@ class Salesforce:
         a quarter of the time the job has run so far, within [BULK_POLL_SECONDS, MAX_POLL_SECONDS]: the
         wait overshoots the job's end by at most that, where doubling delays could nearly double it.
         """
+        deadline = deadline or self.bulk_deadline
         started = time.monotonic()
         while True:
             job = cast(dict[str, Any], self.client.restful(f"jobs/{kind}/{job_id}"))

@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from sfsync import warehouse
-from sfsync.defaults import FULL_LOAD_TIMEOUT
+from sfsync.defaults import DAGRUN_TIMEOUT, FULL_LOAD_TIMEOUT
 
 COUNTERS = ("new", "updated", "deleted", "skipped")
 
@@ -133,7 +133,8 @@ def read_all_again(conn: psycopg.Connection, key: RunKey) -> None:
 
 def abandon_stale_runs(conn: psycopg.Connection, key: RunKey) -> list[str]:
     """Mark the object's runs of this direction that never finished as abandoned; their run ids."""
-    return [run_id for (run_id,) in conn.execute(warehouse.statement("state/abandon_runs"), key.params())]
+    params = key.params() | {"stale_after": DAGRUN_TIMEOUT}
+    return [run_id for (run_id,) in conn.execute(warehouse.statement("state/abandon_runs"), params)]
 
 
 def count_push(conn: psycopg.Connection, key: RunKey, counters: dict[str, int], failed: int) -> None:

@@ -52,7 +52,8 @@ def prepare_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> list[str]:
     return applied
 
 
-@task(pool=SALESFORCE_POOL)
+# No retries: the next run pushes what this one could not, and a retried push would hold the pull back.
+@task(pool=SALESFORCE_POOL, retries=0)
 def push_changes(sobject: str) -> dict[str, Any]:
     """Write the warehouse's captured changes of a bidirectional object to Salesforce (before the pull)."""
     from sfsync import outbound

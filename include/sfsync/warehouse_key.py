@@ -9,6 +9,7 @@ had created. A pull that brings such a record before its Id reached the row matc
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import TYPE_CHECKING, cast
 
@@ -21,6 +22,8 @@ from sfsync.warehouse import ROW_ID
 
 if TYPE_CHECKING:
     from sfsync.registry import SyncObject
+
+log = logging.getLogger(__name__)
 
 
 def installation(conn: psycopg.Connection) -> uuid.UUID:
@@ -36,13 +39,20 @@ def row_key(installation_id: uuid.UUID, table: str, row_id: int) -> str:
 
 def adopt(conn: psycopg.Connection, sobject: str, table: str, staging: str, key_column: str) -> int:
     """Give the staged records that a push created (their ``key_column`` holds a row's key) to the rows they
-    came from, which still wait for their Id; return how many. In the caller's transaction, before the merge:
-    the merge then updates those rows instead of inserting the records again as twins."""
+    came from, which still wait for their Id, and settle the changes that push sent (they are in Salesforce);
+    return how many. Only rows whose insert was sent are looked for: a key is never matched to a row whose
+    record cannot exist. In the caller's transaction, before the merge: the merge then updates those rows
+    instead of inserting the records again as twins."""
     target = sql.Identifier(OBJECT_SCHEMA, table)
     pending = [
         row_id
         for (row_id,) in conn.execute(
-            sql.SQL("SELECT {} FROM {} WHERE id IS NULL").format(sql.Identifier(ROW_ID), target)
+            sql.SQL(
+                "SELECT t.{row_id} FROM {target} t WHERE t.id IS NULL AND EXISTS (SELECT FROM sfsync.outbox o"
+                " WHERE o.sobject = %s AND o.row_id = t.{row_id} AND o.sent_at IS NOT NULL"
+                " AND o.pushed_at IS NULL)"
+            ).format(row_id=sql.Identifier(ROW_ID), target=target),
+            [sobject],
         )
     ]
     if not pending:
@@ -56,8 +66,15 @@ def adopt(conn: psycopg.Connection, sobject: str, table: str, staging: str, key_
         ).format(staging=sql.Identifier("sfsync", staging), key=sql.Identifier(key_column)),
         [keys, pending],
     ).fetchall()
-    unclaimed = claim(conn, sobject, table, [(row_id, sfid) for row_id, sfid in found])
-    return len(found) - len(unclaimed)
+    unclaimed = set(claim(conn, sobject, table, [(row_id, sfid) for row_id, sfid in found]))
+    adopted = [row_id for row_id, _ in found if row_id not in unclaimed]
+    conn.execute(
+        "UPDATE sfsync.outbox SET pushed_at = now() WHERE sobject = %s AND row_id = ANY(%s)"
+        " AND sent_at IS NOT NULL AND pushed_at IS NULL",
+        [sobject, adopted],
+    )
+    conn.execute("DELETE FROM sfsync.sync_errors WHERE sobject = %s AND row_id = ANY(%s)", [sobject, adopted])
+    return len(adopted)
 
 
 def claim(conn: psycopg.Connection, sobject: str, table: str, ids: list[tuple[int, str]]) -> list[int]:
@@ -70,14 +87,29 @@ def claim(conn: psycopg.Connection, sobject: str, table: str, ids: list[tuple[in
     target, row_id = sql.Identifier(OBJECT_SCHEMA, table), sql.Identifier(ROW_ID)
     rows, sfids = [r for r, _ in ids], [s for _, s in ids]
     warehouse.as_the_sync(conn)
-    conn.execute(
+    # The twins are locked before the outbox is read: an edit of one committed meanwhile is seen, and one
+    # made later waits, then finds its row gone (and captures nothing).
+    twins = conn.execute(
         sql.SQL(
-            "DELETE FROM {target} t USING unnest(%s::bigint[], %s::text[]) AS d(row_id, id)"
-            " WHERE t.id = d.id AND t.{row_id} <> d.row_id AND NOT EXISTS (SELECT FROM sfsync.outbox o"
-            " WHERE o.sobject = %s AND o.row_id = t.{row_id} AND o.pushed_at IS NULL)"
+            "SELECT t.{row_id} FROM {target} t JOIN unnest(%s::bigint[], %s::text[]) AS d(row_id, id)"
+            " ON t.id = d.id AND t.{row_id} <> d.row_id FOR UPDATE OF t"
         ).format(target=target, row_id=row_id),
-        [rows, sfids, sobject],
-    )
+        [rows, sfids],
+    ).fetchall()
+    if twins:
+        idle = conn.execute(
+            "SELECT array_agg(twin) FROM unnest(%s::bigint[]) AS twin WHERE NOT EXISTS (SELECT FROM"
+            " sfsync.outbox o WHERE o.sobject = %s AND o.row_id = twin AND o.pushed_at IS NULL)",
+            [[t for (t,) in twins], sobject],
+        ).fetchone()
+        try:
+            with conn.transaction():  # a user's foreign key may refer to a twin: then it stays
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(target, row_id),
+                    [(idle and idle[0]) or []],
+                )
+        except psycopg.errors.IntegrityError as error:
+            log.warning("%s: a twin row stays: %s", table, error.diag.message_primary)
     held = conn.execute(
         sql.SQL(
             "SELECT d.row_id FROM unnest(%s::bigint[], %s::text[]) AS d(row_id, id)"

@@ -105,8 +105,16 @@ def test_a_run_that_never_merged_is_marked_abandoned_and_its_staging_dropped(
                 " VALUES ('manual__died', 'Lead', 'outbound', 'pushing', now())"
             )
             conn.execute("UPDATE salesforce.lead SET title = 'Pushed'")
+            younger = sync("lead")  # a run younger than a DAG run may be another deployment's, still at work
+            assert conn.execute(
+                "SELECT count(*) FROM sfsync.sync_runs WHERE run_id = 'manual__died' AND status = 'abandoned'"
+            ).fetchone() == (0,)
+            conn.execute("UPDATE sfsync.sync_runs SET started_at = now() - interval '61 minutes'")
+            admin = Salesforce(**org.salesforce_kwargs("admin"))
+            admin.Lead.create(sample_lead())
+            conn.execute("UPDATE salesforce.lead SET title = 'Pushed again'")
         ran = sync("lead")
-    assert ran["new"] == 1, "the next run reads the window the dead one never merged"
+    assert younger["new"] == 1 and ran["new"] == 1, "later runs read the window the dead one never merged"
     assert fetch(
         warehouse_url,
         "SELECT direction, status FROM sfsync.sync_runs WHERE run_id = 'manual__died' ORDER BY 1",
@@ -145,3 +153,32 @@ def test_the_registry_check_names_fields_and_objects_the_org_lacks(local_org, tm
     assert len(problems) == 2
     assert "Contact: fields names 'Emial'" in problems[0] and "did you mean 'Email'" in problems[0]
     assert problems[1].startswith("Subscripton__c: ")
+
+
+def test_a_pull_during_a_full_load_returns_at_once_instead_of_queuing_for_the_lock(
+    sync, private_org, warehouse_url
+):
+    """A queued exclusive request would hold the pull's pool slot and queue the next slices behind it."""
+    registry = load_registry()
+    with private_org():
+        sync("lead")
+        with psycopg.connect(warehouse_url, autocommit=True) as slice_conn:
+            slice_conn.execute(
+                "INSERT INTO sfsync.full_load_slices (run_id, sobject, slice_start, slice_end, watermark)"
+                " VALUES ('manual__load', 'Lead', now() - interval '30 days', now(), now())"
+            )
+            with locks.holding(slice_conn, "Lead", "inbound", shared=True):  # a slice at work
+                started = time.monotonic()
+                done = inbound.extract(
+                    registry.get("Lead"),
+                    registry.settings,
+                    "manual__during",
+                    SALESFORCE_CONN_ID,
+                    WAREHOUSE_CONN_ID,
+                )
+                reconciled = inbound.reconcile(
+                    registry.get("Lead"), registry.settings, "manual__during", SALESFORCE_CONN_ID,
+                    WAREHOUSE_CONN_ID, force=True,
+                )  # fmt: skip
+                assert time.monotonic() - started < 5
+    assert done["status"] == reconciled["status"] == "waiting for full load manual__load"
