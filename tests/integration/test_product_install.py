@@ -32,15 +32,24 @@ print(json.dumps({{
 
 
 def test_the_product_installs_alone_and_parses_every_dag(tmp_path):
+    # Nothing of the suite's own set-up: the local org's CA bundle (other tests' REQUESTS_CA_BUNDLE) would
+    # make pip distrust the package index.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW", "PYTHON", "SFSYNC")) and k != "REQUESTS_CA_BUNDLE"
+    }
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, env=env)
     python = venv / "bin" / "python"
-    subprocess.run(
+    installed = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(PROJECT)],
-        check=True,
+        env=env,
         capture_output=True,
+        text=True,
+        check=False,
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHON", "SFSYNC"))}
+    assert installed.returncode == 0, installed.stderr[-3000:]
     env |= {"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     probe = PROBE.format(dags=str(PROJECT / "dags"))
     done = subprocess.run(
