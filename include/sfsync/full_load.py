@@ -111,9 +111,10 @@ def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: 
                 warehouse.create_staging(conn, entry.table, staging, names)
                 pages = _progress(results, total, entry.sobject, piece)  # read again, by locator
                 rows = warehouse.copy_csv(conn, staging, names, pages)
-                key_column = registry.settings.warehouse_id_field.lower()
                 with conn.transaction():
-                    counters = warehouse_key.merge_staged(conn, entry, key_column, staging, names)
+                    counters = warehouse_key.merge_staged(
+                        conn, entry, registry.settings.warehouse_key_column, staging, names
+                    )
                     _done(conn, key, sf, rows, staging)
         except Exception as error:
             why = f"{type(error).__name__}: {error}"[:2000]

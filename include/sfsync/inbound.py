@@ -139,7 +139,7 @@ def merge(
         if run.status != "extracting":  # skipped, abandoned, or finished by the fast path or a lost attempt
             return run.summary()
         staging, names = extracted["staging"], extracted["columns"]
-        counters = warehouse_key.merge_staged(conn, entry, _key_column(settings), staging, names)
+        counters = warehouse_key.merge_staged(conn, entry, settings.warehouse_key_column, staging, names)
         return _complete(conn, entry, key, run, counters, 0, staging, extracted.get("fields"))
 
 
@@ -297,7 +297,9 @@ def _reconcile(
                 ids=ids,
             )
         ).rowcount
-        restored = warehouse_key.merge_staged(conn, entry, _key_column(settings), found_staging, names)
+        restored = warehouse_key.merge_staged(
+            conn, entry, settings.warehouse_key_column, found_staging, names
+        )
         state.mark_reconciled(conn, entry.sobject)
         counters = restored | {"deleted": flagged}
         state.finish_run(conn, key, "reconciled", counters, sf.meter.calls, f"{seen} Ids in Salesforce")
@@ -424,10 +426,6 @@ def _abandon_stale_runs(conn: psycopg.Connection, entry: SyncObject, key: state.
         log.warning("%s: run %s never finished: marked abandoned", entry.sobject, run_id)
         if key.direction == INBOUND:  # a reconciliation stages inside its transaction: nothing is left
             warehouse.drop_staging(conn, warehouse.staging_table(entry.table, run_id))
-
-
-def _key_column(settings: SyncSettings) -> str:
-    return settings.warehouse_id_field.lower()
 
 
 def _record_usage(conn: psycopg.Connection, sf: Salesforce, org: str) -> None:

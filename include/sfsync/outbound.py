@@ -174,7 +174,7 @@ class _Pusher:
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
         self._names: dict[str, dict[str, str]] = {}
         self.types = warehouse.table_columns(conn, entry.table)  # column -> Postgres type
-        self.key_column = settings.warehouse_id_field.lower()
+        self.key_column = settings.warehouse_key_column
 
     def fields(self, sobject: str) -> dict[str, dict[str, Any]]:
         """An object's fields by lower-case name, described once per push."""
@@ -482,7 +482,7 @@ class _Pusher:
 
     def _warehouse_key(self) -> str | None:
         """The org's external Id field for warehouse rows, when the integration user can write it."""
-        found = self.fields(self.entry.sobject).get(self.settings.warehouse_id_field.lower())
+        found = self.fields(self.entry.sobject).get(self.key_column)
         return found["name"] if found and found.get("externalId") and found.get("createable") else None
 
     def _row_key(self, row_id: int) -> str:

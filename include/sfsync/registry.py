@@ -223,6 +223,11 @@ class SyncSettings(BaseModel):
     slice_timeout_minutes: float = Field(default=240, gt=0)
 
     @property
+    def warehouse_key_column(self) -> str:
+        """The warehouse column of ``warehouse_id_field``."""
+        return self.warehouse_id_field.lower()
+
+    @property
     def bulk_deadline(self) -> timedelta:
         """How long a task waits for a Bulk job: long enough to abort it before the task itself times out."""
         return timedelta(minutes=self.task_timeout_minutes * 0.8)
