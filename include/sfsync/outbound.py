@@ -353,7 +353,9 @@ class _Pusher:
         for change in sendable:
             change.record = self._record(change)
             by_operation[change.operation].append(change)
-        updates = sorted(by_operation["update"], key=lambda c: c.sobject)
+        # Oldest change first: where two rows' changes reach one record (both redirected to a merge
+        # survivor), the one made last in the warehouse is written last, and stays.
+        updates = sorted(by_operation["update"], key=lambda c: (c.sobject, c.change_id))
         for sobject, group in groupby(updates, lambda c: c.sobject):
             yield from self._write(list(group), "update", "Id", sobject)
         if inserts := by_operation["insert"]:

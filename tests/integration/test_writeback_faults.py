@@ -236,3 +236,24 @@ def test_two_pushes_of_one_object_at_once_send_each_change_once(sync, private_or
         )
         assert any("waiting for another outbound step of Lead" in m for m in caplog.messages)
         assert len(admin.query("SELECT Id FROM Lead WHERE LastName = 'Once'")["records"]) == 10
+
+
+def test_of_two_rows_bound_for_one_survivor_the_edit_made_last_stays(sync, private_org, warehouse_url):
+    with private_org() as org:
+        admin = Salesforce(**org.salesforce_kwargs("admin"))
+        merged, survivor = (admin.Lead.create(sample_lead(LastName=f"S{i}"))["id"] for i in range(2))
+        sync("lead")
+        assert org.admin("merge", {"masterId": survivor, "duplicateIds": [merged]})[0] == 200
+        sync("lead")  # the warehouse knows of the merge: the merged row's edits go to the survivor
+        ((merged_row,), (survivor_row,)) = fetch(
+            warehouse_url,
+            "SELECT _sfsync_row_id FROM salesforce.lead WHERE id = ANY(%s) ORDER BY id = %s",
+            [[merged, survivor], survivor],
+        )
+        first, last = sorted([merged_row, survivor_row], reverse=True)  # the later edit on the lower row
+        execute(
+            warehouse_url, "UPDATE salesforce.lead SET title = 'First' WHERE _sfsync_row_id = %s", [first]
+        )
+        execute(warehouse_url, "UPDATE salesforce.lead SET title = 'Last' WHERE _sfsync_row_id = %s", [last])
+        sync("lead")
+        assert admin.Lead.get(survivor)["Title"] == "Last"
