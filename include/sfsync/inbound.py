@@ -52,6 +52,7 @@ def extract(
 def _extract(
     conn: psycopg.Connection, entry: SyncObject, settings: SyncSettings, key: state.RunKey, sf_conn_id: str
 ) -> dict[str, Any]:
+    """``extract``, once the object's inbound lock is held."""
     run = state.find_run(conn, key)
     if run and run.status != "extracting":  # skipped, or finished by an attempt that died unreported
         return run.summary()
@@ -242,6 +243,7 @@ def _reconcile(
     sf_conn_id: str,
     force: bool,
 ) -> dict[str, Any]:
+    """``reconcile``, once the object's inbound lock is held (so what was checked before it is again)."""
     if (skipped := _not_reconciling(conn, entry, settings, force)) is not None:
         return skipped
     reason, sf = _over_budget(conn, settings, entry, sf_conn_id)
