@@ -19,7 +19,7 @@ import psycopg
 
 from localorg.seed import RATIOS
 from localorg.testing import RunningOrg, free_port, running_org
-from sfsync import warehouse
+from sfsync import migrations
 from sfsync.registry import DEFAULT_REGISTRY, load_registry
 from sfsync_dev.embedded import EmbeddedWarehouse
 
@@ -84,7 +84,7 @@ def seeded_stack(
             print(f"seeded {leads:,} {what} in {time.perf_counter() - started:.1f} s")
             os.environ |= sync_environment(org, pg, root)
             with psycopg.connect(pg.url(), autocommit=True) as conn:
-                warehouse.migrate(conn)
+                migrations.migrate(conn)
             yield org, pg
     finally:
         pg.stop()

@@ -28,8 +28,8 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
 from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seeded_stack
 
-from sfsync import full_load, warehouse
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync import full_load, load
+from sfsync.context import run_step
 from sfsync.salesforce import Salesforce
 
 POOL_SLOTS = 4  # the salesforce_api pool of airflow_settings.yaml
@@ -37,9 +37,9 @@ PHASES = {
     "login": (Salesforce, "__init__"),
     "describe": (Salesforce, "describe"),
     "Bulk jobs until complete": (Salesforce, "bulk_query"),
-    "download + staging COPY": (warehouse, "copy_csv"),
-    "merge": (warehouse, "merge_staged"),
-    "download + table COPY": (warehouse, "copy_new"),
+    "download + staging COPY": (load, "copy_csv"),
+    "merge": (load, "merge_staged"),
+    "download + table COPY": (load, "copy_new"),
 }
 
 
@@ -72,13 +72,11 @@ def raw_copy_seconds(url: str, scratch: Path) -> float:
 
 def load(run_id: str, slice_days: float, slices_at_once: int) -> tuple[int, int, int]:
     """A whole full load of Lead, ``slices_at_once`` slices copied at a time; rows, slices, API calls."""
-    pieces = full_load.plan(["Lead"], slice_days, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    pieces = run_step(full_load.plan, run_id, ["Lead"], slice_days, None)
     with ThreadPoolExecutor(slices_at_once) as pool:
-        copied = pool.map(
-            lambda p: full_load.copy_slice(p, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID), pieces
-        )
+        copied = pool.map(lambda p: run_step(full_load.copy_slice, run_id, p), pieces)
         calls = sum(c["api_calls"] for c in copied)
-    rows = full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"]["Lead"]
+    rows = run_step(full_load.finish, run_id)["handed_over"]["Lead"]
     return rows, len(pieces), calls
 
 

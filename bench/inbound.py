@@ -30,8 +30,11 @@ from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa
 from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seeded_stack
 from psycopg import sql
 
-from sfsync import inbound, soql, transforms, warehouse
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync import load, soql, tables, transforms
+from sfsync.context import run_step
+from sfsync.defaults import SALESFORCE_CONN_ID
+from sfsync.extract import extract
+from sfsync.merge import merge
 from sfsync.registry import load_registry
 from sfsync.salesforce import Salesforce
 
@@ -40,8 +43,8 @@ def sync(sobject: str, run_id: str) -> tuple[dict, float]:
     registry = load_registry()
     entry = registry.get(sobject)
     started = time.perf_counter()
-    extracted = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-    merged = inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
+    extracted = run_step(extract, run_id, entry, settings=registry.settings)
+    merged = run_step(merge, run_id, entry, extracted, settings=registry.settings)
     return merged, time.perf_counter() - started
 
 
@@ -52,9 +55,9 @@ def timed_sync(sobject: str, run_id: str) -> tuple[dict, dict[str, float]]:
             "login": (Salesforce, "__init__"),
             "describe + size probe": (Salesforce, "describe_and_query"),
             "Bulk job until complete": (Salesforce, "bulk_query"),
-            "download + staging COPY": (warehouse, "copy_csv"),
-            "merge": (warehouse, "merge_staged"),
-            "download + table COPY": (warehouse, "copy_new"),
+            "download + staging COPY": (load, "copy_csv"),
+            "merge": (load, "merge_staged"),
+            "download + table COPY": (load, "copy_new"),
         }
     ) as seconds:
         merged, _ = sync(sobject, run_id)
@@ -68,7 +71,7 @@ def warehouse_side(url: str) -> tuple[float, float, float, float, int]:
     columns = transforms.columns(sf.describe("Lead"), LEAD_FIELDS)
     names = [c.name for c in columns]
     query = soql.delta_query("Lead", [c.field for c in columns], "SystemModstamp", None, sf.now())
-    _, results = sf.bulk_query(query, inbound.BULK_PAGE_RECORDS)
+    results = sf.bulk_query(query)
     started = time.perf_counter()
     pages = [b"".join(page) for page in results]
     download = time.perf_counter() - started
@@ -87,18 +90,18 @@ def warehouse_side(url: str) -> tuple[float, float, float, float, int]:
                 raw_rows += cursor.rowcount
         raw = time.perf_counter() - started
         conn.execute("ALTER TABLE salesforce.lead RENAME TO lead_synced")
-        warehouse.ensure_table(conn, "lead", columns, bidirectional=True)
+        tables.ensure_table(conn, "lead", columns, bidirectional=True)
         started = time.perf_counter()
-        warehouse.create_staging(conn, "lead", "stage__bench", names)
-        warehouse.copy_csv(conn, "stage__bench", names, ([page] for page in pages))
+        load.create_staging(conn, "lead", "stage__bench", names)
+        load.copy_csv(conn, "stage__bench", names, ([page] for page in pages))
         with conn.transaction():
-            warehouse.merge_staged(conn, "lead", "stage__bench", names)
+            load.merge_staged(conn, "lead", "stage__bench", names)
         ours = time.perf_counter() - started
         conn.execute("DROP TABLE salesforce.lead")
-        warehouse.ensure_table(conn, "lead", columns, bidirectional=True)
+        tables.ensure_table(conn, "lead", columns, bidirectional=True)
         started = time.perf_counter()
         with conn.transaction():
-            warehouse.copy_new(conn, "lead", names, ([page] for page in pages), exclusive=True)
+            load.copy_new(conn, "lead", names, ([page] for page in pages), exclusive=True)
         fast = time.perf_counter() - started
     return ours, fast, raw, download, raw_rows
 

@@ -54,7 +54,11 @@ from common import seeded_stack
 from simple_salesforce import Salesforce
 
 from localorg.testing import RunningOrg
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync import outbound
+from sfsync.context import run_step
+from sfsync.extract import extract
+from sfsync.merge import merge
+from sfsync.reconcile import reconcile
 from sfsync.registry import DEFAULT_REGISTRY, load_registry
 
 TASK_RETRIES = 3  # after the first attempt, as a DAG's default_args would give
@@ -102,24 +106,19 @@ def _attempt(step: str, sobject: str, run_id: str, extracted: Any, env: dict[str
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
     )
-    from sfsync import inbound, outbound
 
     registry = load_registry()
     entry, settings = registry.get(sobject), registry.settings
     try:
         if step == "push":
-            result = outbound.push(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            result = run_step(outbound.push, run_id, entry, settings=settings)
         elif step == "extract":
-            result = inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            result = run_step(extract, run_id, entry, settings=settings)
         elif step == "merge":  # what merge_into_target does with the extract's XCom
             merged = extracted["status"] == "extracted"
-            result = (
-                inbound.merge(entry, settings, run_id, extracted, WAREHOUSE_CONN_ID) if merged else extracted
-            )
+            result = run_step(merge, run_id, entry, extracted, settings=settings) if merged else extracted
         else:
-            result = inbound.reconcile(
-                entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID, force=True
-            )
+            result = run_step(reconcile, run_id, entry, force=True, settings=settings)
     except BaseException as error:
         traceback.print_exc()
         Path(f"{out}.err").write_text(f"{type(error).__name__}: {error}".splitlines()[0][:300])
@@ -144,7 +143,13 @@ class Tasks:
     def __post_init__(self) -> None:
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(
-            ["sfsync.inbound", "sfsync.outbound", "airflow.providers.salesforce.hooks.salesforce"]
+            [
+                "sfsync.extract",
+                "sfsync.merge",
+                "sfsync.reconcile",
+                "sfsync.outbound",
+                "airflow.providers.salesforce.hooks.salesforce",
+            ]
         )
 
     def run(self, step: str, sobject: str, run_id: str, extracted: Any = None) -> dict[str, Any] | None:

@@ -22,8 +22,11 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
 from common import peak_rss_mb, seeded_stack
 
-from sfsync import inbound, outbound
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync import outbound
+from sfsync.context import run_step
+from sfsync.defaults import SALESFORCE_CONN_ID
+from sfsync.extract import extract
+from sfsync.merge import merge
 from sfsync.registry import load_registry
 from sfsync.salesforce import Salesforce
 
@@ -42,7 +45,7 @@ def push(run_id: str, bulk_threshold: int) -> tuple[dict, float]:
     registry = load_registry()
     entry = registry.get("Lead").model_copy(update={"bulk_threshold": bulk_threshold})
     started = time.perf_counter()
-    pushed = outbound.push(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    pushed = run_step(outbound.push, run_id, entry, settings=registry.settings)
     return pushed, time.perf_counter() - started
 
 
@@ -64,10 +67,8 @@ def main() -> None:
         with seeded_stack(Path(tmp), int(args.rows * 1.4), seed=2) as (_org, pg):
             registry = load_registry()
             entry = registry.get("Lead")
-            extracted = inbound.extract(
-                entry, registry.settings, "pull", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-            )
-            inbound.merge(entry, registry.settings, "pull", extracted, WAREHOUSE_CONN_ID)
+            extracted = run_step(extract, "pull", entry, settings=registry.settings)
+            run_step(merge, "pull", entry, extracted, settings=registry.settings)
 
             for path, threshold in (("Bulk API 2.0", entry.bulk_threshold), ("sObject Collections", 10**9)):
                 edit(pg.url(), args.rows, path)

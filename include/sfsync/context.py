@@ -19,7 +19,7 @@ from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
 if TYPE_CHECKING:
     import psycopg
 
-    from sfsync.registry import SyncObject, SyncSettings
+    from sfsync.registry import SyncSettings
     from sfsync.salesforce import Salesforce
 
 T = TypeVar("T")
@@ -65,7 +65,7 @@ def opened(
     wh_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> Iterator[Context]:
     """A context on the Airflow connections ``sf_conn_id`` and ``wh_conn_id``; the warehouse connection is
-    closed on leaving. ``bulk_deadline``: how long a Bulk job may run (the settings' default for a sync task)."""
+    closed on leaving. ``bulk_deadline``: how long a Bulk job may run (by default, a sync task's)."""
     from sfsync import warehouse
     from sfsync.salesforce import Salesforce
 
@@ -75,8 +75,16 @@ def opened(
 
 
 def run_step(
-    step: Callable[..., T], entry: SyncObject, settings: SyncSettings, run_id: str, *args: Any, **kwargs: Any
+    step: Callable[..., T],
+    run_id: str,
+    *args: Any,
+    settings: SyncSettings | None = None,
+    bulk_deadline: timedelta | None = None,
+    **kwargs: Any,
 ) -> T:
-    """Run one engine step of one object on the default connections: ``step(context, entry, *args)``."""
-    with opened(run_id, settings) as context:
-        return step(context, entry, *args, **kwargs)
+    """``step(context, *args, **kwargs)`` on the default connections, with the registry's settings unless
+    given."""
+    from sfsync.registry import load_registry
+
+    with opened(run_id, settings or load_registry().settings, bulk_deadline) as context:
+        return step(context, *args, **kwargs)

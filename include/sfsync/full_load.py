@@ -14,118 +14,98 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-
-from sfsync import locks, soql, state, warehouse, warehouse_key
+from sfsync import load, locks, soql, state, tables
+from sfsync.extract import INBOUND
 from sfsync.registry import SyncObject, load_registry
-from sfsync.salesforce import BulkPage, Salesforce
+from sfsync.salesforce import BulkPage
+
+if TYPE_CHECKING:
+    from sfsync.context import Context
 
 log = logging.getLogger(__name__)
 
-BULK_PAGE_RECORDS = 100_000
 PROGRESS_SECONDS = 10.0  # a slice's progress is logged at least this often while its rows stream in
 
 
 def plan(
-    objects: list[str],
-    slice_days: float,
-    interval: tuple[datetime, datetime] | None,
-    run_id: str,
-    sf_conn_id: str,
-    wh_conn_id: str,
+    context: Context, objects: list[str], slice_days: float, interval: tuple[datetime, datetime] | None
 ) -> list[dict[str, str]]:
     """Register this run's slices and return them. An object is planned once: a plan retried after failing
     halfway keeps the slices (and hand-over watermarks) of the objects it had planned, and plans the rest."""
     registry = load_registry()
     entries = [registry.get(name) for name in objects] if objects else list(registry.enabled())
-    with warehouse.connect(wh_conn_id) as conn:
-        known = {piece["sobject"] for piece in state.slices(conn, run_id)}
-        if missing := [entry for entry in entries if entry.sobject not in known]:
-            sf = Salesforce(sf_conn_id)
-            for entry in missing:
-                _plan_object(conn, sf, entry, slice_days, interval, run_id)
-        planned = state.slices(conn, run_id)
-    log.info("full load %s: %d slices over %d objects", run_id, len(planned), len(entries))
+    conn = context.conn
+    known = {piece["sobject"] for piece in state.slices(conn, context.run_id)}
+    for entry in entries:
+        if entry.sobject not in known:
+            _plan_object(context, entry, slice_days, interval)
+    planned = state.slices(conn, context.run_id)
+    log.info("full load %s: %d slices over %d objects", context.run_id, len(planned), len(entries))
     return planned
 
 
 def _plan_object(
-    conn: psycopg.Connection,
-    sf: Salesforce,
-    entry: SyncObject,
-    slice_days: float,
-    interval: tuple[datetime, datetime] | None,
-    run_id: str,
+    context: Context, entry: SyncObject, slice_days: float, interval: tuple[datetime, datetime] | None
 ) -> None:
-    warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))  # warnings logged
+    sf = context.sf
+    tables.prepare_object_table(context.conn, entry, sf.describe(entry.sobject))  # warnings logged
     watermark = sf.now()  # taken before any record is read: the hand-over point
     if interval is None:
-        first = sf.client.query_all(
-            f"SELECT CreatedDate FROM {entry.sobject} ORDER BY CreatedDate LIMIT 1", True
-        )
+        first = sf.client.query_all(soql.first_created(entry.sobject), True)
         start = _parse(first["records"][0]["CreatedDate"]) if first["records"] else watermark
         interval = (start, watermark)
-    start, end = interval[0], min(interval[1], watermark)
+    with context.conn.transaction():
+        for low, high in slice_bounds(interval[0], min(interval[1], watermark), slice_days):
+            key = state.SliceKey(context.run_id, entry.sobject, low)
+            state.plan_slice(context.conn, key, high, watermark)
+
+
+def slice_bounds(start: datetime, end: datetime, slice_days: float) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut into slices of ``slice_days`` (the last one shorter); one empty slice when the
+    interval is empty, so every object gets a slice and the hand-over knows it was planned."""
     bounds = [start]
     while bounds[-1] + timedelta(days=slice_days) < end:
         bounds.append(bounds[-1] + timedelta(days=slice_days))
     bounds.append(max(end, start))
-    with conn.transaction():
-        for low, high in zip(bounds, bounds[1:], strict=False):
-            state.plan_slice(conn, state.SliceKey(run_id, entry.sobject, low), high, watermark)
+    return list(zip(bounds, bounds[1:], strict=False))
 
 
-def copy_slice(piece: dict[str, str], run_id: str, sf_conn_id: str, wh_conn_id: str) -> dict[str, Any]:
+def copy_slice(context: Context, piece: dict[str, str]) -> dict[str, Any]:
     """Copy the records created in one slice; returns rows, counters and API calls."""
-    registry = load_registry()
-    entry = registry.get(piece["sobject"])
+    entry = load_registry().get(piece["sobject"])
     start, end = datetime.fromisoformat(piece["start"]), datetime.fromisoformat(piece["end"])
-    key = state.SliceKey(run_id, entry.sobject, start)
+    conn, key = context.conn, state.SliceKey(context.run_id, entry.sobject, start)
     # Slices share the object's inbound lock: they copy different records, but no pull or reconcile of the
     # object may run beside them (one started by hand, or by another deployment).
-    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, "inbound", shared=True):
+    with locks.holding(conn, entry.sobject, INBOUND, shared=True):
         state.mark_slice(conn, key, "copying", attempt=1)
-        sf = Salesforce(sf_conn_id, registry.settings.slice_bulk_deadline)
         try:
-            columns, _ = warehouse.prepare_object_table(conn, entry, sf.describe(entry.sobject))
+            columns, _ = tables.prepare_object_table(conn, entry, context.sf.describe(entry.sobject))
             names = [c.name for c in columns]
-            staging = _staging(entry.sobject, run_id, start)
-            query = soql.created_query(entry.sobject, [c.field for c in columns], start, end)
-            total, results = sf.bulk_query(query, BULK_PAGE_RECORDS)
-            try:
-                if warehouse_key.waiting(conn, entry.table):  # their records may be among these: match them
-                    raise _MustMerge
-                # Optimistically, as slices hold different records: straight into the table, no staging.
-                with conn.transaction():
-                    pages = _progress(results, total, entry.sobject, piece)
-                    counters = warehouse.copy_new(conn, entry.table, names, pages)
-                    rows = counters["new"] + counters["deleted"]
-                    _done(conn, key, sf, rows, staging)
-            except (psycopg.errors.UniqueViolation, _MustMerge) as error:  # copied before, or another slice's
-                why = (
-                    error.diag.message_detail if isinstance(error, psycopg.Error) else "rows await their Ids"
-                )
-                log.info("%s: %s; staging and merging instead", entry.sobject, why)
-                warehouse.create_staging(conn, entry.table, staging, names)
-                pages = _progress(results, total, entry.sobject, piece)  # read again, by locator
-                rows = warehouse.copy_csv(conn, staging, names, pages)
-                with conn.transaction():
-                    counters = warehouse_key.merge_staged(
-                        conn, entry, registry.settings.warehouse_key_column, staging, names
-                    )
-                    _done(conn, key, sf, rows, staging)
+            staging = _staging(entry.sobject, context.run_id, start)
+            results = context.sf.bulk_query(
+                soql.created_query(entry.sobject, [c.field for c in columns], start, end)
+            )
+
+            # Optimistically straight into the table, as slices hold different records.
+            counters = load.copy_or_merge(
+                conn, entry, context.settings.warehouse_key_column, names,
+                lambda: _progress(results, results.records, entry.sobject, piece), staging,
+                lambda counters: _done(context, key, staging, counters),
+            )  # fmt: skip
         except Exception as error:
             why = f"{type(error).__name__}: {error}"[:2000]
-            state.mark_slice(conn, key, "failed", calls=sf.meter.calls, error=why)
+            state.mark_slice(conn, key, "failed", calls=context.calls, error=why)
             raise
-    return {"rows": rows, **counters, "api_calls": sf.meter.calls}
+    return {"rows": sum(counters.values()), **counters, "api_calls": context.calls}
 
 
-def finish(run_id: str, wh_conn_id: str) -> dict[str, Any]:
+def finish(context: Context) -> dict[str, Any]:
     """Hand every fully copied object over to its incremental DAG; fail naming the slices that failed."""
-    with warehouse.connect(wh_conn_id) as conn, conn.transaction():
+    conn, run_id = context.conn, context.run_id
+    with conn.transaction():
         copies = state.copies(conn, run_id)
         if not copies:  # every object gets a slice, if only an empty one: the plan never ran
             raise RuntimeError(f"full load {run_id} has no slices: its plan_slices task did not succeed")
@@ -134,7 +114,7 @@ def finish(run_id: str, wh_conn_id: str) -> dict[str, Any]:
                 state.hand_over(conn, copy.sobject, copy.watermark)
         failed = state.close_slices(conn, run_id)
         for piece in failed:  # what they staged holds customer data: a retry stages it anew
-            warehouse.drop_staging(conn, _staging(piece.sobject, run_id, piece.start))
+            load.drop_staging(conn, _staging(piece.sobject, run_id, piece.start))
     copied = {copy.sobject: copy.rows for copy in copies if copy.complete}
     log.info("full load %s: handed over %s", run_id, ", ".join(f"{s} ({n} rows)" for s, n in copied.items()))
     if failed:
@@ -146,12 +126,14 @@ def finish(run_id: str, wh_conn_id: str) -> dict[str, Any]:
 
 
 def _staging(sobject: str, run_id: str, start: datetime) -> str:
-    return warehouse.staging_table(sobject.lower(), f"{run_id}/{start.isoformat()}")
+    return load.staging_table(sobject.lower(), f"{run_id}/{start.isoformat()}")
 
 
-def _done(conn: psycopg.Connection, key: state.SliceKey, sf: Salesforce, rows: int, staging: str) -> None:
-    state.mark_slice(conn, key, "done", calls=sf.meter.calls, rows=rows)
-    warehouse.drop_staging(conn, staging)  # also one an earlier attempt left
+def _done(context: Context, key: state.SliceKey, staging: str, counters: dict[str, int]) -> dict[str, int]:
+    """Mark the slice copied, in the transaction that copied it."""
+    state.mark_slice(context.conn, key, "done", calls=context.calls, rows=sum(counters.values()))
+    load.drop_staging(context.conn, staging)  # also one an earlier attempt left
+    return counters
 
 
 def _progress(
@@ -185,10 +167,6 @@ def _progress(
         yield BulkPage(page.records, counted(page))
         rows += page.records
         report(rows)
-
-
-class _MustMerge(Exception):
-    """The slice cannot be COPYed straight into the table: rows inserted in the warehouse wait for Ids."""
 
 
 def _parse(value: str) -> datetime:

@@ -37,7 +37,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from simple_salesforce.exceptions import SalesforceGeneralError, SalesforceMalformedRequest
 
-from sfsync import ingest, locks, soql, state, warehouse, warehouse_key
+from sfsync import ingest, locks, soql, state, tables, warehouse, warehouse_key
 from sfsync.defaults import OBJECT_SCHEMA
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import Salesforce
@@ -88,12 +88,11 @@ class Change:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def push(
-    entry: SyncObject, settings: SyncSettings, run_id: str, sf_conn_id: str, wh_conn_id: str
-) -> dict[str, Any]:
+def push(context: Any, entry: SyncObject) -> dict[str, Any]:
     """Send this object's pending warehouse changes to Salesforce; return the run's counters."""
-    key = state.RunKey(run_id, entry.sobject, OUTBOUND)
-    with warehouse.connect(wh_conn_id) as conn, locks.holding(conn, entry.sobject, OUTBOUND):
+    key = state.RunKey(context.run_id, entry.sobject, OUTBOUND)
+    conn, settings = context.conn, context.settings
+    with locks.holding(conn, entry.sobject, OUTBOUND):
         changes = _pending(conn, entry)
         if not changes:
             return {"status": "nothing to push", "new": 0, "updated": 0, "deleted": 0, "failed": 0}
@@ -102,7 +101,7 @@ def push(
         state.start_run(conn, key, "pushing")
         sf: Salesforce | None = None
         try:
-            sf = Salesforce(sf_conn_id, settings.bulk_deadline)
+            sf = context.sf
             pusher = _Pusher(conn, sf, entry, settings, key)
             pusher.run(changes)
         except Exception as error:  # kept with the run, and the task fails; the pull runs all the same
@@ -173,7 +172,7 @@ class _Pusher:
         self.codes: Counter[str] = Counter()
         self._described: dict[str, dict[str, dict[str, Any]]] = {}
         self._names: dict[str, dict[str, str]] = {}
-        self.types = warehouse.table_columns(conn, entry.table)  # column -> Postgres type
+        self.types = tables.table_columns(conn, entry.table)  # column -> Postgres type
         self.key_column = settings.warehouse_key_column
 
     def fields(self, sobject: str) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ import requests
 from simple_salesforce.exceptions import SalesforceOperationError
 from simple_salesforce.util import call_salesforce
 
+from sfsync import soql
 from sfsync.defaults import SALESFORCE_CONN_ID
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ BULK_FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 #: waiting on a job Salesforce has queued for hours; the sync passes one below its task's time limit.
 BULK_JOB_DEADLINE = timedelta(minutes=20)
 BULK_CHUNK_BYTES = 1 << 20
+#: Records per page of a Bulk query's results: each page costs one call, and streams in chunks whatever
+#: its size, so larger pages only save calls.
+BULK_PAGE_RECORDS = 100_000
 
 
 class SalesforceError(RuntimeError):
@@ -87,7 +91,7 @@ class Salesforce:
     def read_usage(self, sobject: str) -> None:
         """Have the org report its API usage now (the meter keeps it): one small query of an object the
         caller reads anyway; the ``limits`` resource would need the View Setup permission."""
-        self.client.query(f"SELECT Id FROM {sobject} LIMIT 1")
+        self.client.query(soql.probe(sobject))
 
     def now(self) -> datetime:
         """The end of the org's current second, by its clock (the ``Date`` of its last response, usually
@@ -144,8 +148,8 @@ class Salesforce:
             page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
             yield page
 
-    def bulk_query(self, soql: str, page_records: int) -> tuple[int, BulkResults]:
-        """Run a Bulk API 2.0 queryAll job to its end; its record count and its CSV result pages.
+    def bulk_query(self, soql: str) -> BulkResults:
+        """Run a Bulk API 2.0 queryAll job to its end; its CSV result pages.
 
         Each page (with its header row) streams in chunks as the caller reads it, so nothing larger than
         a chunk is held in memory and the download overlaps whatever the caller does with the chunks.
@@ -157,7 +161,7 @@ class Salesforce:
         job = self.wait_for_bulk_job("query", job["id"])
         if job["state"] != "JobComplete":
             raise SalesforceOperationError(f"Job failure. Response content: {job.get('errorMessage') or job}")
-        return int(job["numberRecordsProcessed"]), BulkResults(self, job["id"], page_records)
+        return BulkResults(self, job["id"], records=int(job["numberRecordsProcessed"]))
 
     def wait_for_bulk_job(self, kind: str, job_id: str, deadline: timedelta | None = None) -> dict[str, Any]:
         """Poll a Bulk API 2.0 job (``kind`` ``query`` or ``ingest``) until it ends; its final info. A job
@@ -243,7 +247,8 @@ class BulkResults:
 
     sf: Salesforce
     job_id: str
-    page_records: int
+    page_records: int = BULK_PAGE_RECORDS
+    records: int = 0
 
     def __iter__(self) -> Iterator[BulkPage]:
         return self.sf._bulk_pages(self.job_id, self.page_records)

@@ -1,8 +1,11 @@
-"""SOQL for the sync: the delta window query and the Id listing used by reconciliation."""
+"""Every SOQL statement the sync sends: the delta window, the Id listing of reconciliation, reads by Id, a
+full load's slices and its first record, and the one-record probe that reads the org's API usage."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+
+from simple_salesforce import format_soql
 
 
 def literal(moment: datetime) -> str:
@@ -31,7 +34,7 @@ def by_id_query(sobject: str, fields: list[str], ids: list[str]) -> str:
     """``fields`` of the records with these Ids (as Salesforce gave them: letters and digits only)."""
     if bad := [i for i in ids if not i.isalnum()]:
         raise ValueError(f"not a Salesforce Id: {bad[0]!r}")
-    return f"SELECT {', '.join(fields)} FROM {sobject} WHERE Id IN ({', '.join(repr(i) for i in ids)})"
+    return format_soql(f"SELECT {', '.join(fields)} FROM {sobject} WHERE Id IN {{}}", ids)
 
 
 def created_query(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:
@@ -45,3 +48,13 @@ def created_query(sobject: str, fields: list[str], start: datetime, end: datetim
 def count_of(query: str) -> str:
     """``SELECT COUNT()`` with the same FROM and WHERE as ``query``."""
     return "SELECT COUNT() " + query[query.index(" FROM ") + 1 :].split(" ORDER BY ")[0]
+
+
+def first_created(sobject: str) -> str:
+    """The oldest record's CreatedDate: where a full load's first slice starts."""
+    return f"SELECT CreatedDate FROM {sobject} ORDER BY CreatedDate LIMIT 1"
+
+
+def probe(sobject: str) -> str:
+    """One record at most: the smallest query, whose answer carries the org's API usage."""
+    return f"SELECT Id FROM {sobject} LIMIT 1"

@@ -43,7 +43,7 @@ class Run:
 
     status: str
     window_start: datetime | None
-    window_end: datetime | None
+    watermark: datetime | None  # where the object's watermark moves when the run is merged
     new: int
     updated: int
     deleted: int
@@ -54,7 +54,7 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         """What a task reports of its run (its XCom): status, counters, calls and duration."""
-        return {k: v for k, v in asdict(self).items() if k not in ("window_start", "window_end")}
+        return {k: v for k, v in asdict(self).items() if k not in ("window_start", "watermark")}
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,10 @@ def start_run(
     key: RunKey,
     status: str,
     window_start: datetime | None = None,
-    window_end: datetime | None = None,
+    watermark: datetime | None = None,
 ) -> Run:
     """The run's row, created with this status and window on its first start (a retry finds its own)."""
-    window = {"status": status, "window_start": window_start, "window_end": window_end}
+    window = {"status": status, "window_start": window_start, "watermark": watermark}
     conn.execute(warehouse.statement("state/start_run"), key.params() | window)
     run = find_run(conn, key)
     assert run is not None
@@ -166,7 +166,7 @@ def _update_run(conn: psycopg.Connection, key: RunKey, assignment: str, values: 
 def object_state(conn: psycopg.Connection, sobject: str) -> ObjectState:
     """The object's watermark, field list and last reconciliation (all None before its first run)."""
     row = conn.execute(
-        "SELECT s.high_water, s.fields, s.last_reconciled_at, now() FROM (SELECT 1) AS one"
+        "SELECT s.watermark, s.fields, s.last_reconciled_at, now() FROM (SELECT 1) AS one"
         " LEFT JOIN sfsync.sync_state s ON s.sobject = %s",
         [sobject],
     ).fetchone()

@@ -8,27 +8,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.sdk import get_current_context, task
 
-from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_POOL, WAREHOUSE_CONN_ID
+from sfsync.defaults import SALESFORCE_POOL, WAREHOUSE_CONN_ID
 from sfsync.registry import RegistryError, load_registry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
-def _for_object(step: Callable[..., dict[str, Any]], sobject: str) -> dict[str, Any]:
-    """Run one step of an object's sync with its registry entry, the shared settings and this run's id.
-    A registry mistake fails the task without retries: it fails the same way until someone fixes it."""
+def _for_object(step: Callable[..., dict[str, Any]], sobject: str, *args: Any) -> dict[str, Any]:
+    """Run one step of an object's sync (``step(context, entry, *args)``) on this run's clients. A registry
+    mistake fails the task without retries: it fails the same way until someone fixes it."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    from sfsync.context import run_step
+
     registry = load_registry()
-    run_id = get_current_context()["run_id"]
     try:
-        return step(registry.get(sobject), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        entry = registry.get(sobject)
+        return run_step(step, get_current_context()["run_id"], entry, *args, settings=registry.settings)
     except RegistryError as error:
         raise AirflowFailException(str(error)) from error
+
+
+def _full_load(step: Callable[..., T], *args: Any, slices: bool = False) -> T:
+    """Run one step of the full load (``step(context, *args)``) on this run's clients; a slice's Bulk jobs
+    may take as long as its task allows."""
+    from sfsync.context import run_step
+
+    settings = load_registry().settings
+    deadline = settings.slice_bulk_deadline if slices else None
+    return run_step(step, get_current_context()["run_id"], *args, settings=settings, bulk_deadline=deadline)
 
 
 def _changed_rows(sobject: str, result: dict[str, Any], counters: tuple[str, ...]) -> dict[str, Any]:
@@ -44,7 +57,8 @@ def _changed_rows(sobject: str, result: dict[str, Any], counters: tuple[str, ...
 @task
 def prepare_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> list[str]:
     """Bring the warehouse schema up to date; return the migrations this run applied."""
-    from sfsync.warehouse import connect, migrate
+    from sfsync.migrations import migrate
+    from sfsync.warehouse import connect
 
     with connect(conn_id) as conn:
         applied = migrate(conn)
@@ -63,34 +77,34 @@ def push_changes(sobject: str) -> dict[str, Any]:
 
 @task(pool=SALESFORCE_POOL)
 def extract_deltas(sobject: str) -> dict[str, Any]:
-    """Stage what changed in Salesforce since the last run (see ``sfsync.inbound.extract``)."""
-    from sfsync import inbound
+    """Read what changed in Salesforce since the last run (see ``sfsync.extract``)."""
+    from sfsync.extract import extract
 
-    return _for_object(inbound.extract, sobject)
+    return _for_object(extract, sobject)
 
 
-@task
+# In the pool: a Bulk job's results are read here, straight into the table.
+@task(pool=SALESFORCE_POOL)
 def merge_into_target(sobject: str, extracted: dict[str, Any]) -> dict[str, Any]:
-    """Merge the staged changes and advance the watermark in one transaction. A run that changed no row
-    ends skipped: its table's Asset gets no event, so DAGs scheduled on it run on fresh data only."""
-    from sfsync import inbound
+    """Merge the extracted changes and advance the watermark in one transaction (see ``sfsync.merge``). A
+    run that changed no row ends skipped: its table's Asset gets no event, so DAGs scheduled on it run on
+    fresh data only."""
+    from sfsync.merge import merge
 
     if extracted["status"] == "extracted":
-        run_id = get_current_context()["run_id"]
-        registry = load_registry()
-        merged = inbound.merge(registry.get(sobject), registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
+        merged = _for_object(merge, sobject, extracted)
     else:
-        merged = extracted  # finished by the extract task, or nothing to merge (waiting, skipped)
+        merged = extracted  # nothing to merge (waiting for a full load, skipped by the budget guard)
     return _changed_rows(sobject, merged, ("new", "updated", "deleted"))
 
 
 @task(pool=SALESFORCE_POOL, trigger_rule="none_failed")  # also after a merge that changed nothing
 def reconcile_ids(sobject: str) -> dict[str, Any]:
-    """When due, compare every Id with Salesforce (see ``inbound.reconcile``). Like the merge, it ends
+    """When due, compare every Id with Salesforce (see ``sfsync.reconcile``). Like the merge, it ends
     skipped when it changed no row, so the table's Asset gets an event only for fresh data."""
-    from sfsync import inbound
+    from sfsync.reconcile import reconcile
 
-    return _changed_rows(sobject, _for_object(inbound.reconcile, sobject), ("flagged", "found"))
+    return _changed_rows(sobject, _for_object(reconcile, sobject), ("flagged", "found"))
 
 
 @task(pool=SALESFORCE_POOL)
@@ -105,14 +119,8 @@ def plan_slices(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if context["dag_run"].run_type == "backfill" and start and end:
         interval = (start, end)
-    return full_load.plan(
-        list(params.get("objects") or []),
-        float(params.get("slice_days") or 30),
-        interval,
-        context["run_id"],
-        SALESFORCE_CONN_ID,
-        WAREHOUSE_CONN_ID,
-    )
+    objects, slice_days = list(params.get("objects") or []), float(params.get("slice_days") or 30)
+    return _full_load(full_load.plan, objects, slice_days, interval)
 
 
 @task(
@@ -123,7 +131,7 @@ def copy_slice(piece: dict[str, str]) -> dict[str, Any]:
     """Copy one object's records created in one slice, with Bulk API 2.0, and merge them."""
     from sfsync import full_load
 
-    return full_load.copy_slice(piece, get_current_context()["run_id"], SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    return _full_load(full_load.copy_slice, piece, slices=True)
 
 
 @task(trigger_rule="all_done")
@@ -131,4 +139,4 @@ def hand_over() -> dict[str, Any]:
     """Let each fully copied object's incremental DAG continue from before the copy; report failed slices."""
     from sfsync import full_load
 
-    return full_load.finish(get_current_context()["run_id"], WAREHOUSE_CONN_ID)
+    return _full_load(full_load.finish)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import psycopg
 from psycopg import sql
@@ -19,9 +19,6 @@ from psycopg import sql
 from sfsync import warehouse
 from sfsync.defaults import OBJECT_SCHEMA
 from sfsync.warehouse import ROW_ID
-
-if TYPE_CHECKING:
-    from sfsync.registry import SyncObject
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +135,3 @@ def waiting(conn: psycopg.Connection, table: str) -> bool:
         )
     ).fetchone()
     return bool(found and found[0])
-
-
-def merge_staged(
-    conn: psycopg.Connection, entry: SyncObject, key_column: str, staging: str, names: list[str]
-) -> dict[str, int]:
-    """``warehouse.merge_staged``, once the staged records a push created have found their rows."""
-    if entry.direction == "bidirectional" and key_column in names:
-        adopt(conn, entry.sobject, entry.table, staging, key_column)
-    return warehouse.merge_staged(conn, entry.table, staging, names)

@@ -17,10 +17,11 @@ from simple_salesforce.exceptions import SalesforceOperationError
 from localorg.seed import Seeder, counts_for
 from localorg.store import Org
 from localorg.testing import sample_lead
-from sfsync import full_load, inbound, salesforce, warehouse
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync import full_load, load, salesforce
+from sfsync.context import run_step
+from sfsync.extract import extract
+from sfsync.migrations import migrate
 from sfsync.registry import load_registry
-from sfsync.warehouse import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +30,10 @@ OBJECTS = [entry.sobject for entry in load_registry().enabled()]
 
 def copy_all(run_id: str, objects: list[str], interval=None, slice_days: float = 30) -> list[dict]:
     """The three steps of a full load run, as its tasks call them."""
-    pieces = full_load.plan(objects, slice_days, interval, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+    pieces = run_step(full_load.plan, run_id, objects, slice_days, interval)
     for piece in pieces:
-        full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-    full_load.finish(run_id, WAREHOUSE_CONN_ID)
+        run_step(full_load.copy_slice, run_id, piece)
+    run_step(full_load.finish, run_id)
     return pieces
 
 
@@ -58,7 +59,7 @@ def test_full_load_dag_copies_every_object(dagbag, private_org, tmp_path, matche
             matches_org(sobject, integration)
         with psycopg.connect(warehouse_url) as conn:
             handed = conn.execute(
-                "SELECT count(*) FROM sfsync.sync_state WHERE high_water_source = 'full_load'"
+                "SELECT count(*) FROM sfsync.sync_state WHERE watermark_source = 'full_load'"
             )
             assert handed.fetchone() == (len(OBJECTS),)
             widest = conn.execute(
@@ -93,9 +94,9 @@ def test_changes_during_the_load_arrive_after_the_hand_over(sync, private_org, m
                     for i in range(3)
                 ]
         run_id = "manual__during"
-        first, *rest = full_load.plan(["Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        first, *rest = run_step(full_load.plan, run_id, ["Lead"], 30, None)
         assert rest, "more than one slice"
-        full_load.copy_slice(first, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        run_step(full_load.copy_slice, run_id, first)
         # While the copy runs: records of the slice already copied change, and so do records of slices to
         # come; a record is created; the incremental DAG waits its turn.
         admin.Lead.update(created[60][0], {"Title": "Changed after its slice"})
@@ -104,8 +105,8 @@ def test_changes_during_the_load_arrive_after_the_hand_over(sync, private_org, m
         new = admin.Lead.create(sample_lead(LastName="NewDuringLoad"))["id"]
         assert sync("lead")["status"] is None, "the incremental run waited: no run of its own was recorded"
         for piece in rest:
-            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        full_load.finish(run_id, WAREHOUSE_CONN_ID)
+            run_step(full_load.copy_slice, run_id, piece)
+        run_step(full_load.finish, run_id)
         sync("lead")
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
         with psycopg.connect(migrated) as conn:
@@ -140,7 +141,7 @@ def test_backfill_slices_copy_their_days_and_hand_over(private_org, migrated, ma
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
         with psycopg.connect(migrated) as conn:
             assert conn.execute(
-                "SELECT high_water FROM sfsync.sync_state WHERE sobject = 'Lead'"
+                "SELECT watermark FROM sfsync.sync_state WHERE sobject = 'Lead'"
             ).fetchone() == (days[-1] + dt.timedelta(days=1),)
         again = copy_all("backfill__2025-03-02", ["Lead"], (days[1], days[2]))  # re-running a slice: harmless
         assert again and matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration"))) == 9
@@ -152,29 +153,27 @@ def test_a_failed_slice_is_retried_and_failures_are_reported(private_org, migrat
         for i in range(4):
             admin.Lead.create(sample_lead(LastName=f"Retry{i}"))
         run_id = "manual__retry"
-        (piece,) = full_load.plan(["Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        (piece,) = run_step(full_load.plan, run_id, ["Lead"], 30, None)
         assert org.admin("faults", {"kind": "bulk_job_failed", "count": 1})[0] == 200
         with pytest.raises(SalesforceOperationError, match="Job failure"):
-            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            run_step(full_load.copy_slice, run_id, piece)
         dropped = {"kind": "drop", "route": "jobs/query/[^/]+/results", "count": 1}  # a network error
         assert org.admin("faults", dropped)[0] == 200
         with pytest.raises(requests.exceptions.RequestException):  # the download dies halfway
-            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        assert full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)["rows"] == 4
-        assert full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"] == {"Lead": 4}
+            run_step(full_load.copy_slice, run_id, piece)
+        assert run_step(full_load.copy_slice, run_id, piece)["rows"] == 4
+        assert run_step(full_load.finish, run_id)["handed_over"] == {"Lead": 4}
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
 
         assert org.admin("faults", {"kind": "bulk_job_failed", "count": 5})[0] == 200
-        (piece,) = full_load.plan(["Lead"], 30, None, "manual__broken", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        (piece,) = run_step(full_load.plan, "manual__broken", ["Lead"], 30, None)
         with pytest.raises(SalesforceOperationError):
-            full_load.copy_slice(piece, "manual__broken", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            run_step(full_load.copy_slice, "manual__broken", piece)
         with pytest.raises(RuntimeError, match=r"1 slices failed; clear them to copy them again:\nLead \["):
-            full_load.finish("manual__broken", WAREHOUSE_CONN_ID)
+            run_step(full_load.finish, "manual__broken")
         org.admin("faults", None, method="DELETE")
         registry = load_registry()
-        waited = inbound.extract(
-            registry.get("Lead"), registry.settings, "manual__after", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-        )
+        waited = run_step(extract, "manual__after", registry.get("Lead"), settings=registry.settings)
         assert waited["status"] == "extracted", (
             "a finished (even failed) full load no longer holds the sync back"
         )
@@ -207,8 +206,8 @@ def test_a_failing_slice_fails_alone_and_the_run_names_it(dagbag, private_org, m
             ).fetchall()
         # Cleared, the failed slice is copied again, and the hand-over goes through.
         piece = {"sobject": failed[0], "start": failed[1].isoformat(), "end": failed[2].isoformat()}
-        full_load.copy_slice(piece, dagrun.run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        assert full_load.finish(dagrun.run_id, WAREHOUSE_CONN_ID)["handed_over"] == {"Lead": 6}
+        run_step(full_load.copy_slice, dagrun.run_id, piece)
+        assert run_step(full_load.finish, dagrun.run_id)["handed_over"] == {"Lead": 6}
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
 
 
@@ -220,7 +219,7 @@ def test_a_plan_that_failed_halfway_plans_the_rest_and_an_unplanned_run_fails_it
         describe_fails = {"kind": "http_500", "route": "sobjects/Lead/describe", "count": 100}
         assert org.admin("faults", describe_fails)[0] == 200
         with pytest.raises(Exception, match="500"):
-            full_load.plan(["Contact", "Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            run_step(full_load.plan, run_id, ["Contact", "Lead"], 30, None)
         org.admin("faults", None, method="DELETE")
         with psycopg.connect(migrated) as conn:
             planned = conn.execute(
@@ -229,7 +228,7 @@ def test_a_plan_that_failed_halfway_plans_the_rest_and_an_unplanned_run_fails_it
             ).fetchall()
         assert {sobject for sobject, *_ in planned} == {"Contact"}
 
-        pieces = full_load.plan(["Contact", "Lead"], 30, None, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        pieces = run_step(full_load.plan, run_id, ["Contact", "Lead"], 30, None)
         assert {p["sobject"] for p in pieces} == {"Contact", "Lead"}, "the retry plans what was missing"
         with psycopg.connect(migrated) as conn:
             contact = conn.execute(
@@ -240,7 +239,7 @@ def test_a_plan_that_failed_halfway_plans_the_rest_and_an_unplanned_run_fails_it
         assert contact == planned, "and keeps what it had planned, watermark included"
 
         with pytest.raises(RuntimeError, match="has no slices: its plan_slices task did not succeed"):
-            full_load.finish("manual__never_planned", WAREHOUSE_CONN_ID)
+            run_step(full_load.finish, "manual__never_planned")
 
 
 def test_airflow_backfill_plans_one_full_load_run_per_day(airflow_db):
@@ -290,10 +289,8 @@ def test_slices_copy_straight_into_the_table_as_staging_and_merging_would(
         admin.Lead.delete(ids[0])
         admin.Lead.delete(ids[5])
         interval = (dt.datetime(2025, 3, 1, tzinfo=dt.UTC), dt.datetime(2025, 3, 4, tzinfo=dt.UTC))
-        pieces = full_load.plan(["Lead"], 1, interval, "manual__fast", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        copied = [
-            full_load.copy_slice(p, "manual__fast", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID) for p in pieces
-        ]
+        pieces = run_step(full_load.plan, "manual__fast", ["Lead"], 1, interval)
+        copied = [run_step(full_load.copy_slice, "manual__fast", p) for p in pieces]
         assert [(c["rows"], c["new"], c["deleted"]) for c in copied] == [(4, 3, 1), (4, 3, 1), (4, 4, 0)]
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
         fast = _whole_lead_table(conn)
@@ -305,7 +302,7 @@ def test_slices_copy_straight_into_the_table_as_staging_and_merging_would(
             def collide(*args):
                 raise psycopg.errors.UniqueViolation("as if a record were there")
 
-            patched.setattr(warehouse, "copy_new", collide)
+            patched.setattr(load, "copy_new", collide)
             general = copy_all("manual__general", ["Lead"], interval, slice_days=1)
         assert len(general) == 3 and _whole_lead_table(conn) == fast
 
@@ -316,16 +313,16 @@ def test_a_slice_retried_after_a_crash_in_or_after_its_copy(private_org, migrate
         Salesforce(**org.salesforce_kwargs("admin")).Lead.delete(ids[0])
         interval = (dt.datetime(2025, 3, 1, tzinfo=dt.UTC), dt.datetime(2025, 3, 2, tzinfo=dt.UTC))
         run_id = "manual__crash"
-        (piece,) = full_load.plan(["Lead"], 1, interval, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        (piece,) = run_step(full_load.plan, run_id, ["Lead"], 1, interval)
 
         def crash(*args, **kwargs):
             raise RuntimeError("worker lost after the COPY, before the commit")
 
         with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
             patched.setattr(full_load, "_done", crash)
-            full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            run_step(full_load.copy_slice, run_id, piece)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
-        first = full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        first = run_step(full_load.copy_slice, run_id, piece)
         assert (first["rows"], first["new"], first["deleted"]) == (5, 4, 1)
         table = _whole_lead_table(conn)
         state = "SELECT status, rows FROM sfsync.full_load_slices WHERE run_id = %s"
@@ -340,13 +337,13 @@ def test_a_slice_retried_after_a_crash_in_or_after_its_copy(private_org, migrate
             "_bulk_pages",
             lambda self, *args: reads.append(args) or original(self, *args),
         )
-        again = full_load.copy_slice(piece, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        again = run_step(full_load.copy_slice, run_id, piece)
         assert (again["rows"], again["skipped"]) == (5, 5)
         assert len(reads) == 2, "the results were read again, by locator, to stage them"
         assert conn.execute(calls, [run_id]).fetchone() == (spent + again["api_calls"],), "the re-read counts"
         assert _whole_lead_table(conn) == table
         assert conn.execute(state, [run_id]).fetchall() == [("done", 5)]
-        assert full_load.finish(run_id, WAREHOUSE_CONN_ID)["handed_over"] == {"Lead": 5}
+        assert run_step(full_load.finish, run_id)["handed_over"] == {"Lead": 5}
         assert conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'sfsync' AND tablename LIKE 'stage%'"
         ).fetchone() == (0,)

@@ -16,10 +16,13 @@ from simple_salesforce import Salesforce
 
 from localorg.store import Org
 from localorg.testing import sample_lead
-from sfsync import full_load, inbound, salesforce, warehouse
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync import full_load, load, salesforce, state, warehouse
+from sfsync.context import run_step
+from sfsync.extract import extract
+from sfsync.merge import merge
+from sfsync.migrations import migrate
+from sfsync.reconcile import reconcile
 from sfsync.registry import load_registry
-from sfsync.warehouse import migrate
 
 pytestmark = pytest.mark.integration
 
@@ -118,11 +121,11 @@ def test_late_commit_inside_the_lookback_is_caught(sync, private_org, matches_or
         integration.Lead.create(sample_lead(LastName="Early"))
         sync("lead")
         with psycopg.connect(warehouse_url) as conn:
-            (high_water,) = conn.execute(
-                "SELECT high_water FROM sfsync.sync_state WHERE sobject = 'Lead'"
+            (watermark,) = conn.execute(
+                "SELECT watermark FROM sfsync.sync_state WHERE sobject = 'Lead'"
             ).fetchone()
         # A transaction that committed after the last run, stamped a minute before that run's window ended.
-        with store.write(store.users["admin@localorg.test"], at=_ms(high_water) - 60_000) as txn:
+        with store.write(store.users["admin@localorg.test"], at=_ms(watermark) - 60_000) as txn:
             late = store.save(txn, store.schema.objects["lead"], sample_lead(LastName="Late"))
         assert sync("lead")["new"] == 1
         assert matches_org("Lead", integration) == 2
@@ -199,16 +202,16 @@ def test_a_field_made_visible_is_filled_in_on_records_that_do_not_change(
     entry, run_id = registry.get("Lead"), "manual__rating"
     with private_org(data, org_definition(show_rating)) as org, pytest.MonkeyPatch.context() as patched:
         # A first run meets the field and fails for good; the next run still knows to read it all.
-        patched.setattr(inbound, "_source", lambda *args: (_ for _ in ()).throw(TimeoutError("gave up")))
+        patched.setattr("sfsync.extract.source", lambda *args: (_ for _ in ()).throw(TimeoutError("gave up")))
         with pytest.raises(TimeoutError):
-            inbound.extract(entry, registry.settings, "manual__failed", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            run_step(extract, "manual__failed", entry, settings=registry.settings)
         patched.undo()
-        first = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        first = run_step(extract, run_id, entry, settings=registry.settings)
         # The worker dies before the merge; the retry reads every record again too, though the field list
         # is the remembered one by now.
-        retried = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        retried = run_step(extract, run_id, entry, settings=registry.settings)
         assert first["rows"] == retried["rows"] >= 3
-        merged = inbound.merge(entry, registry.settings, run_id, retried, WAREHOUSE_CONN_ID)
+        merged = run_step(merge, run_id, entry, retried, settings=registry.settings)
         assert merged["updated"] >= 3, "no record changed, every one gets the field"
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
         with psycopg.connect(warehouse_url) as conn:
@@ -232,11 +235,8 @@ def test_records_turning_visible_without_changing_are_found_by_the_reconciliatio
              "shared_with_role": "Integration"}
         )  # fmt: skip
 
-    def reconcile(run_id: str) -> dict:
-        registry = load_registry()
-        return inbound.reconcile(
-            registry.get("Lead"), registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID, force=True
-        )
+    def reconciled_now(run_id: str) -> dict:
+        return run_step(reconcile, run_id, load_registry().get("Lead"), force=True)
 
     def held(lead: str) -> list:
         with psycopg.connect(warehouse_url) as conn:
@@ -256,7 +256,7 @@ def test_records_turning_visible_without_changing_are_found_by_the_reconciliatio
         ("shared again", org_definition(share_confidential), [(False,)]),
     ):
         with private_org(data, definition) as org:
-            reconciled = reconcile(f"manual__{run}")
+            reconciled = reconciled_now(f"manual__{run}")
             assert held(secret) == expected, run
             assert reconciled["found"] == (3 if expected == [(False,)] else 0), run
             matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
@@ -273,13 +273,8 @@ def test_a_user_row_flagged_as_gone_comes_back_when_salesforce_shows_the_user(sy
             " RETURNING id"
         ).fetchone()
     registry = load_registry()
-    reconciled = inbound.reconcile(
-        registry.get("User"),
-        registry.settings,
-        "manual__users",
-        SALESFORCE_CONN_ID,
-        WAREHOUSE_CONN_ID,
-        force=True,
+    reconciled = run_step(
+        reconcile, "manual__users", registry.get("User"), force=True, settings=registry.settings
     )
     assert (reconciled["flagged"], reconciled["found"]) == (0, 1)
     with psycopg.connect(warehouse_url) as conn:
@@ -296,26 +291,26 @@ def test_crash_between_extraction_and_merge_then_retry(private_org, warehouse_ur
         admin = Salesforce(**org.salesforce_kwargs("admin"))
         for i in range(3):
             admin.Lead.create(sample_lead(LastName=f"Crash{i}"))
-        first = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        first = run_step(extract, run_id, entry, settings=registry.settings)
         # The worker dies here. Later Salesforce changes, and the retry extracts the same frozen window.
-        upper = dt.datetime.fromisoformat(first["upper"])
-        time.sleep(max(0.0, (upper - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
+        watermark = dt.datetime.fromisoformat(first["watermark"])
+        time.sleep(max(0.0, (watermark - dt.datetime.now(dt.UTC)).total_seconds()) + 0.1)
         admin.Lead.create(sample_lead(LastName="AfterTheWindow"))
-        retried = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        assert retried["upper"] == first["upper"] and retried["rows"] == 3
-        merged = inbound.merge(entry, registry.settings, run_id, retried, WAREHOUSE_CONN_ID)
+        retried = run_step(extract, run_id, entry, settings=registry.settings)
+        assert retried["watermark"] == first["watermark"] and retried["rows"] == 3
+        merged = run_step(merge, run_id, entry, retried, settings=registry.settings)
         assert merged["new"] == 3
         # The merge committed but its worker died before reporting: the retry must not apply it twice.
-        assert inbound.merge(entry, registry.settings, run_id, retried, WAREHOUSE_CONN_ID) == merged
+        assert run_step(merge, run_id, entry, retried, settings=registry.settings) == merged
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (3,)
         assert conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'sfsync' AND tablename LIKE 'stage%'"
         ).fetchone() == (0,)
-        (high_water,) = conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone()
-        assert high_water.isoformat() == first["upper"]
+        (watermark,) = conn.execute("SELECT watermark FROM sfsync.sync_state").fetchone()
+        assert watermark.isoformat() == first["watermark"]
         after = "manual__after-the-crash"
-        extracted = inbound.extract(entry, registry.settings, after, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        assert inbound.merge(entry, registry.settings, after, extracted, WAREHOUSE_CONN_ID)["new"] == 1
+        extracted = run_step(extract, after, entry, settings=registry.settings)
+        assert run_step(merge, after, entry, extracted, settings=registry.settings)["new"] == 1
         matches_org("Lead", Salesforce(**org.salesforce_kwargs("integration")))
 
 
@@ -327,19 +322,19 @@ def test_crash_inside_the_first_merge_then_retry(private_org, warehouse_url, mon
         admin = Salesforce(**org.salesforce_kwargs("admin"))
         ids = [admin.Lead.create(sample_lead(LastName=f"First{i}"))["id"] for i in range(3)]
         admin.Lead.delete(ids[0])
-        extracted = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        extracted = run_step(extract, run_id, entry, settings=registry.settings)
 
         def crash(*args, **kwargs):
             raise RuntimeError("worker lost after the rows were inserted, before the commit")
 
         with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
-            patched.setattr(inbound.state, "finish_run", crash)  # the empty table took the plain inserts
-            inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
+            patched.setattr(state, "finish_run", crash)  # the empty table took the plain inserts
+            run_step(merge, run_id, entry, extracted, settings=registry.settings)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
-        assert conn.execute("SELECT max(high_water) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
-        merged = inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
+        assert conn.execute("SELECT max(watermark) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
+        merged = run_step(merge, run_id, entry, extracted, settings=registry.settings)
         assert (merged["new"], merged["deleted"], merged["updated"], merged["skipped"]) == (2, 1, 0, 0)
-        assert inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID) == merged
+        assert run_step(merge, run_id, entry, extracted, settings=registry.settings) == merged
         assert conn.execute(
             "SELECT count(*), count(*) FILTER (WHERE isdeleted AND _sfsync_deleted_at IS NOT NULL)"
             " FROM salesforce.lead"
@@ -413,18 +408,12 @@ def test_lifecycle_deletes_undeletes_merges_conversions_and_purges(
         admin.Lead.delete(leads[5])
         assert org.admin("purge", {"ids": [leads[5]]})[0] == 200  # deleted and purged between two runs
         sync("lead")
-        full_load.plan(["Lead"], 30, None, "manual__loading", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-        waiting = inbound.reconcile(
-            load_registry().get("Lead"), load_registry().settings, "manual__early", SALESFORCE_CONN_ID,
-            WAREHOUSE_CONN_ID, force=True,
-        )  # fmt: skip
+        run_step(full_load.plan, "manual__loading", ["Lead"], 30, None)
+        waiting = run_step(reconcile, "manual__early", load_registry().get("Lead"), force=True)
         assert waiting == {"status": "waiting for full load manual__loading"}, "its slices are not listed"
         with pytest.raises(RuntimeError, match="1 slices failed"):
-            full_load.finish("manual__loading", WAREHOUSE_CONN_ID)
-        flagged = inbound.reconcile(
-            load_registry().get("Lead"), load_registry().settings, "manual__reconcile", SALESFORCE_CONN_ID,
-            WAREHOUSE_CONN_ID, force=True,
-        )  # fmt: skip
+            run_step(full_load.finish, "manual__loading")
+        flagged = run_step(reconcile, "manual__reconcile", load_registry().get("Lead"), force=True)
         assert flagged["flagged"] == 1, "only the record purged before the sync saw its delete"
         matches_org("Lead", integration)
         with psycopg.connect(warehouse_url) as conn:
@@ -468,8 +457,8 @@ def _whole_table(conn) -> list[tuple]:
 
 def _run(entry, run_id: str) -> tuple[dict, dict]:
     registry = load_registry()
-    extracted = inbound.extract(entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
-    return extracted, inbound.merge(entry, registry.settings, run_id, extracted, WAREHOUSE_CONN_ID)
+    extracted = run_step(extract, run_id, entry, settings=registry.settings)
+    return extracted, run_step(merge, run_id, entry, extracted, settings=registry.settings)
 
 
 def _start_over(conn) -> None:
@@ -487,8 +476,8 @@ def test_first_bulk_run_copies_straight_into_the_table_as_the_general_path_would
         _bulk_leads(org, 250, deleted=3)
         entry = load_registry().get("Lead")
         extracted, merged = _run(entry, "manual__fast")
-        assert extracted == merged, (
-            "the whole run in the extract task; its merge returns the recorded counters"
+        assert (extracted["status"], extracted["rows"]) == ("extracted", 250) and "bulk_job" in extracted, (
+            "the extract task leaves the Bulk job's results to the merge task, which finishes the run"
         )
         assert (merged["status"], merged["new"], merged["deleted"], merged["updated"]) == (
             "merged",
@@ -502,7 +491,7 @@ def test_first_bulk_run_copies_straight_into_the_table_as_the_general_path_would
 
         _start_over(conn)
         with monkeypatch.context() as patched:
-            patched.setattr(warehouse, "holds_ids", lambda *args: True)  # the general path
+            patched.setattr(load, "holds_ids", lambda *args: True)  # the general path
             extracted, general = _run(entry, "manual__general")
         assert extracted["status"] == "extracted"
         assert {k: v for k, v in general.items() if k not in ("api_calls", "seconds")} == {
@@ -525,7 +514,7 @@ def test_fast_path_meeting_a_stored_id_falls_back_to_staging_and_merge(
         Salesforce(**org.salesforce_kwargs("admin")).Lead.update(ids[10], {"Title": "Changed"})
         reads = []
         original = salesforce.Salesforce._bulk_pages
-        monkeypatch.setattr(warehouse, "holds_ids", lambda *args: False)  # a writer raced the check
+        monkeypatch.setattr(load, "holds_ids", lambda *args: False)  # a writer raced the check
         monkeypatch.setattr(
             salesforce.Salesforce,
             "_bulk_pages",
@@ -550,22 +539,23 @@ def test_crashes_in_and_after_the_fast_path_then_retries(registry, private_org, 
         def crash(*args, **kwargs):
             raise RuntimeError("worker lost after the COPY, before the commit")
 
+        extracted = run_step(extract, run_id, entry, settings=settings)
         with monkeypatch.context() as patched, pytest.raises(RuntimeError, match="worker lost"):
-            patched.setattr(inbound.state, "finish_run", crash)
-            inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            patched.setattr(state, "finish_run", crash)
+            run_step(merge, run_id, entry, extracted, settings=settings)
         assert conn.execute("SELECT count(*) FROM salesforce.lead").fetchone() == (0,)
         assert conn.execute("SELECT status FROM sfsync.sync_runs").fetchone() == ("extracting",)
-        assert conn.execute("SELECT max(high_water) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
+        assert conn.execute("SELECT max(watermark) FROM sfsync.sync_state").fetchone() == (None,)  # none yet
 
-        done = inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+        done = run_step(merge, run_id, entry, extracted, settings=settings)
         assert (done["status"], done["new"], done["deleted"]) == ("merged", 119, 1)
         table = _whole_table(conn)
-        # Committed, but the worker died before reporting: the retry and the merge task return the record.
-        assert inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID) == done
-        assert inbound.merge(entry, settings, run_id, done, WAREHOUSE_CONN_ID) == done
+        # Committed, but the worker died before reporting: both tasks' retries return the record.
+        assert run_step(extract, run_id, entry, settings=settings) == done
+        assert run_step(merge, run_id, entry, extracted, settings=settings) == done
         assert _whole_table(conn) == table
-        (high_water,) = conn.execute("SELECT high_water FROM sfsync.sync_state").fetchone()
-        assert high_water == conn.execute("SELECT window_end FROM sfsync.sync_runs").fetchone()[0]
+        (watermark,) = conn.execute("SELECT watermark FROM sfsync.sync_state").fetchone()
+        assert watermark == conn.execute("SELECT watermark FROM sfsync.sync_runs").fetchone()[0]
         assert conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'sfsync' AND tablename LIKE 'stage%'"
         ).fetchone() == (0,)

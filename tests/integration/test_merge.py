@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from sfsync import warehouse
+from sfsync import load, migrations, tables, warehouse
 from sfsync.transforms import Column
 
 pytestmark = pytest.mark.integration
@@ -19,17 +19,17 @@ statement = warehouse.statement
 
 
 def merge(conn, rows):
-    warehouse.create_staging(conn, "lead", "stage__test", NAMES)
-    warehouse.copy_rows(conn, "stage__test", NAMES, rows)
+    load.create_staging(conn, "lead", "stage__test", NAMES)
+    load.copy_rows(conn, "stage__test", NAMES, rows)
     with conn.transaction():
-        return warehouse.merge_staged(conn, "lead", "stage__test", NAMES)
+        return load.merge_staged(conn, "lead", "stage__test", NAMES)
 
 
 @pytest.fixture
 def conn(warehouse_url):
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        warehouse.migrate(conn)
-        warehouse.ensure_table(conn, "lead", COLUMNS, bidirectional=True)
+        migrations.migrate(conn)
+        tables.ensure_table(conn, "lead", COLUMNS, bidirectional=True)
         yield conn
 
 
@@ -88,7 +88,7 @@ def test_rows_new_to_the_table_are_inserted_plainly_with_the_general_merges_outc
     t0, t1 = "2025-03-01T12:00:00Z", "2025-03-01T12:00:05Z"
     rows = [("00Q1", False, t0, "a@x.com"), ("00Q2", True, t1, "b@x.com"), ("00Q3", False, t1, None)]
     used = []
-    monkeypatch.setattr(warehouse, "statement", lambda name: used.append(name) or statement(name))
+    monkeypatch.setattr(load, "statement", lambda name: used.append(name) or statement(name))
     assert merge(conn, rows) == {"new": 2, "updated": 0, "deleted": 1, "skipped": 0}
     assert "merge/on_conflict" not in used, "no staged Id was in the table: plain inserts"
     plain = rows_of(conn)
@@ -109,7 +109,7 @@ def test_a_plain_insert_that_meets_a_stored_id_fails_whole_and_its_retry_merges(
     before = rows_of(conn)
     # A writer stored 00Q1 after the check found none of the staged Ids (here: the check is fooled).
     with monkeypatch.context() as patched, pytest.raises(psycopg.errors.UniqueViolation):
-        patched.setattr(warehouse, "holds_staged_ids", lambda *args: False)
+        patched.setattr(load, "holds_staged_ids", lambda *args: False)
         merge(conn, [("00Q2", False, stamp, "b@x.com"), ("00Q1", False, "2025-03-01T12:00:05Z", "new@x.com")])
     assert rows_of(conn) == before, "nothing of the failed insert stays"
     retried = merge(
@@ -140,22 +140,22 @@ def whole_table(conn):
 
 def fresh_lead_table(conn):
     conn.execute("DROP TABLE salesforce.lead")
-    warehouse.ensure_table(conn, "lead", COLUMNS, bidirectional=True, sobject="Lead")
+    tables.ensure_table(conn, "lead", COLUMNS, bidirectional=True, sobject="Lead")
 
 
 def test_copying_straight_into_a_table_without_those_ids_leaves_what_the_merge_leaves(conn):
     t0, t1 = "2025-03-01T12:00:00.000Z", "2025-03-01T12:00:05.000Z"
     rows = [("00Q1", False, t0, "a@x.com"), ("00Q2", True, t1, "b@x.com"), ("00Q3", False, t1, None)]
     fresh_lead_table(conn)
-    warehouse.create_staging(conn, "lead", "stage__test", NAMES)
-    warehouse.copy_csv(conn, "stage__test", NAMES, csv_pages(rows))
+    load.create_staging(conn, "lead", "stage__test", NAMES)
+    load.copy_csv(conn, "stage__test", NAMES, csv_pages(rows))
     with conn.transaction():
-        merged = warehouse.merge_staged(conn, "lead", "stage__test", NAMES)
+        merged = load.merge_staged(conn, "lead", "stage__test", NAMES)
     general = whole_table(conn)
 
     fresh_lead_table(conn)
     with conn.transaction():
-        copied = warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows))
+        copied = load.copy_new(conn, "lead", NAMES, csv_pages(rows))
     assert copied == merged == {"new": 2, "updated": 0, "deleted": 1, "skipped": 0}
     assert whole_table(conn) == general
     assert conn.execute("SELECT count(*) FROM sfsync.outbox").fetchone() == (0,), "the sync's own rows"
@@ -182,13 +182,13 @@ def test_a_copy_into_an_empty_table_may_build_its_id_key_once_afterwards(conn):
     rows = [("00Q1", False, stamp, "a@x.com"), ("00Q2", True, stamp, None), ("00Q3", False, stamp, None)]
     fresh_lead_table(conn)
     with conn.transaction():
-        plain = warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows))
+        plain = load.copy_new(conn, "lead", NAMES, csv_pages(rows))
     expected, [(name, definition, index)] = whole_table(conn), id_key(conn)
 
     fresh_lead_table(conn)
     [(_, _, index)] = id_key(conn)
     with conn.transaction():
-        assert warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True) == plain
+        assert load.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True) == plain
     assert whole_table(conn) == expected
     [(rebuilt_name, rebuilt_definition, rebuilt)] = id_key(conn)
     assert (rebuilt_name, rebuilt_definition) == (name, definition) and rebuilt != index, "built anew"
@@ -196,7 +196,7 @@ def test_a_copy_into_an_empty_table_may_build_its_id_key_once_afterwards(conn):
     fresh_lead_table(conn)
     key = id_key(conn)
     with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
-        warehouse.copy_new(conn, "lead", NAMES, csv_pages([*rows, rows[0]]), exclusive=True)
+        load.copy_new(conn, "lead", NAMES, csv_pages([*rows, rows[0]]), exclusive=True)
     assert whole_table(conn) == [] and id_key(conn) == key, "a duplicate Id fails it all, key kept"
 
     fresh_lead_table(conn)
@@ -204,31 +204,31 @@ def test_a_copy_into_an_empty_table_may_build_its_id_key_once_afterwards(conn):
     conn.execute("CREATE TABLE public.lead_note (lead text REFERENCES salesforce.lead (id))")
     try:  # another table's foreign key needs the key: it stays, and is filled row by row
         with conn.transaction():
-            warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True)
+            load.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True)
         assert whole_table(conn) == expected and id_key(conn) == key
     finally:
         conn.execute("DROP TABLE public.lead_note")
     with conn.transaction():  # a table with rows keeps its key too
-        warehouse.copy_new(conn, "lead", NAMES, csv_pages([("00Q4", False, stamp, None)]), exclusive=True)
+        load.copy_new(conn, "lead", NAMES, csv_pages([("00Q4", False, stamp, None)]), exclusive=True)
     assert id_key(conn) == key
 
     fresh_lead_table(conn)
     conn.execute("ALTER TABLE salesforce.lead CLUSTER ON lead_id_key")
     key = id_key(conn)
     with conn.transaction():  # a user's CLUSTER order stays what it was
-        warehouse.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True)
+        load.copy_new(conn, "lead", NAMES, csv_pages(rows), exclusive=True)
     assert id_key(conn) == key
 
 
 def test_an_inbound_only_tables_primary_key_is_rebuilt_before_the_deletes_are_stamped(conn):
     conn.execute("DROP TABLE IF EXISTS salesforce.account")
-    warehouse.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
+    tables.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
     [(name, definition, index)] = id_key(conn, "account", "p")
     conn.execute("CREATE PUBLICATION sfsync_test_all FOR ALL TABLES")  # updates need a replica identity
     try:
         rows = [("0011", True, "2025-03-01T12:00:00Z", None), ("0012", False, "2025-03-01T12:00:00Z", None)]
         with conn.transaction():
-            copied = warehouse.copy_new(conn, "account", NAMES, csv_pages(rows), exclusive=True)
+            copied = load.copy_new(conn, "account", NAMES, csv_pages(rows), exclusive=True)
     finally:
         conn.execute("DROP PUBLICATION sfsync_test_all")
     assert copied == {"new": 1, "updated": 0, "deleted": 1, "skipped": 0}
@@ -245,7 +245,7 @@ def test_copying_into_a_table_that_holds_one_of_the_ids_fails_whole(conn):
     merge(conn, [("00Q1", False, stamp, "old@x.com")])
     before = whole_table(conn)
     with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
-        warehouse.copy_new(
+        load.copy_new(
             conn, "lead", NAMES, csv_pages([("00Q2", True, stamp, None), ("00Q1", False, stamp, None)])
         )
     assert whole_table(conn) == before
@@ -255,19 +255,19 @@ def test_copying_into_a_table_that_holds_one_of_the_ids_fails_whole(conn):
 
 
 def test_copying_into_an_inbound_only_table_or_one_without_isdeleted(conn):
-    warehouse.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
+    tables.ensure_table(conn, "account", COLUMNS, bidirectional=False, sobject="Account")
     with conn.transaction():
-        copied = warehouse.copy_new(
+        copied = load.copy_new(
             conn, "account", NAMES, csv_pages([("0011", True, "2025-03-01T12:00:00Z", None)])
         )
     assert copied == {"new": 0, "updated": 0, "deleted": 1, "skipped": 0}, (
         "the write guard lets the sync pass"
     )
     user = [COLUMNS[0], COLUMNS[2]]  # User has no IsDeleted: the column's default
-    warehouse.ensure_table(conn, "user", user, bidirectional=False, sobject="User")
+    tables.ensure_table(conn, "user", user, bidirectional=False, sobject="User")
     page = [[b'"Id","SystemModstamp"\n"0051","2025-03-01T12:00:00Z"\n']]
     with conn.transaction():
-        copied = warehouse.copy_new(conn, "user", ["id", "systemmodstamp"], page)
+        copied = load.copy_new(conn, "user", ["id", "systemmodstamp"], page)
     assert copied == {"new": 1, "updated": 0, "deleted": 0, "skipped": 0}
     assert conn.execute(
         "SELECT isdeleted, _sfsync_synced_at IS NOT NULL, _sfsync_deleted_at FROM salesforce.user"
@@ -279,7 +279,7 @@ def test_a_type_change_widens_the_column_and_keeps_every_value(conn):
 
     def ensure(score: str, due: str) -> list[str]:
         columns = [*COLUMNS[:3], Column("Score__c", "score__c", score), Column("Due__c", "due__c", due)]
-        return warehouse.ensure_table(conn, "invoice__c", columns, False, "Invoice__c")
+        return tables.ensure_table(conn, "invoice__c", columns, False, "Invoice__c")
 
     def stored() -> tuple:
         return conn.execute(

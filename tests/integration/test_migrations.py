@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from sfsync.warehouse import MIGRATIONS_DIR, MigrationError, migrate, migrations
+from sfsync.migrations import MIGRATIONS_DIR, MigrationError, migrate, migrations
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_applied_twice_leaves_the_same_schema(warehouse_url):
         second = migrate(conn)
     assert first == [m.path.name for m in migrations()] and second == []
     assert after_first == schema_of(warehouse_url)
-    assert ("sfsync", "sync_state", "high_water", "timestamp with time zone", "YES", None) in after_first
+    assert ("sfsync", "sync_state", "watermark", "timestamp with time zone", "YES", None) in after_first
 
 
 def test_concurrent_runs_apply_each_migration_once(warehouse_url):

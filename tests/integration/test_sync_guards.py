@@ -11,9 +11,13 @@ import pytest
 from simple_salesforce import Salesforce
 
 from localorg.testing import running_org, sample_lead
-from sfsync import inbound, locks, warehouse
+from sfsync import locks
 from sfsync.__main__ import check
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.context import run_step
+from sfsync.defaults import SALESFORCE_CONN_ID
+from sfsync.extract import extract
+from sfsync.migrations import migrate
+from sfsync.reconcile import reconcile
 from sfsync.registry import SyncObject, UnknownFieldError, load_registry
 from sfsync.salesforce import SalesforceError
 
@@ -62,7 +66,7 @@ def test_a_step_waits_for_the_one_that_holds_its_object_and_says_so(local_org, w
         psycopg.connect(warehouse_url, autocommit=True) as holder,
         psycopg.connect(warehouse_url, autocommit=True) as other,
     ):
-        warehouse.migrate(holder)
+        migrate(holder)
         order: list[str] = []
 
         def reconcile_like() -> None:
@@ -94,9 +98,7 @@ def test_a_run_that_never_merged_is_marked_abandoned_and_its_staging_dropped(
         Salesforce(**org.salesforce_kwargs("admin")).Lead.create(sample_lead())
         sync("lead")
         Salesforce(**org.salesforce_kwargs("admin")).Lead.create(sample_lead())
-        extracted = inbound.extract(
-            registry.get("Lead"), registry.settings, "manual__died", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-        )
+        extracted = run_step(extract, "manual__died", registry.get("Lead"), settings=registry.settings)
         staging = extracted["staging"]
         assert fetch(warehouse_url, "SELECT to_regclass(%s) IS NOT NULL", [f"sfsync.{staging}"]) == [(True,)]
         with psycopg.connect(warehouse_url, autocommit=True) as conn:  # and a push killed halfway
@@ -134,11 +136,11 @@ def test_registry_mistakes_are_named_at_run_time(sync, registry, private_org, wa
 
         typo = SyncObject(sobject="Lead", direction="bidirectional", fields=("Id", "SystemModstamp", "Emial"))
         with pytest.raises(UnknownFieldError, match="Emial.*did you mean 'Email'"):
-            inbound.extract(typo, settings, "manual__typo", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            run_step(extract, "manual__typo", typo, settings=settings)
 
         custom = SyncObject(sobject="Subscripton__c", direction="inbound")
         with pytest.raises(SalesforceError, match="Subscripton__c"):
-            inbound.extract(custom, settings, "manual__custom", SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            run_step(extract, "manual__custom", custom, settings=settings)
 
 
 def test_the_registry_check_names_fields_and_objects_the_org_lacks(local_org, tmp_path):
@@ -169,16 +171,9 @@ def test_a_pull_during_a_full_load_returns_at_once_instead_of_queuing_for_the_lo
             )
             with locks.holding(slice_conn, "Lead", "inbound", shared=True):  # a slice at work
                 started = time.monotonic()
-                done = inbound.extract(
-                    registry.get("Lead"),
-                    registry.settings,
-                    "manual__during",
-                    SALESFORCE_CONN_ID,
-                    WAREHOUSE_CONN_ID,
+                done = run_step(extract, "manual__during", registry.get("Lead"), settings=registry.settings)
+                reconciled = run_step(
+                    reconcile, "manual__during", registry.get("Lead"), force=True, settings=registry.settings
                 )
-                reconciled = inbound.reconcile(
-                    registry.get("Lead"), registry.settings, "manual__during", SALESFORCE_CONN_ID,
-                    WAREHOUSE_CONN_ID, force=True,
-                )  # fmt: skip
                 assert time.monotonic() - started < 5
     assert done["status"] == reconciled["status"] == "waiting for full load manual__load"

@@ -5,7 +5,7 @@ from Salesforce only refuse other writers."""
 import psycopg
 import pytest
 
-from sfsync import warehouse
+from sfsync import load, migrations, tables
 from sfsync.transforms import Column
 
 pytestmark = pytest.mark.integration
@@ -23,18 +23,18 @@ NAMES = [c.name for c in COLUMNS]
 @pytest.fixture
 def conn(warehouse_url):
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        warehouse.migrate(conn)
-        warehouse.ensure_table(conn, "lead", COLUMNS, True, "Lead")
-        warehouse.ensure_table(conn, "account", COLUMNS[:3], False, "Account")
+        migrations.migrate(conn)
+        tables.ensure_table(conn, "lead", COLUMNS, True, "Lead")
+        tables.ensure_table(conn, "account", COLUMNS[:3], False, "Account")
         yield conn
 
 
 def sync_rows(conn, table, rows):
     names = NAMES[: len(rows[0])]
-    warehouse.create_staging(conn, table, "stage__t", names)
-    warehouse.copy_rows(conn, "stage__t", names, rows)
+    load.create_staging(conn, table, "stage__t", names)
+    load.copy_rows(conn, "stage__t", names, rows)
     with conn.transaction():
-        return warehouse.merge_staged(conn, table, "stage__t", names)
+        return load.merge_staged(conn, table, "stage__t", names)
 
 
 def outbox(conn):
@@ -73,7 +73,7 @@ def test_deletes_are_refused_unless_the_registry_allows_them(conn):
         psycopg.errors.InsufficientPrivilege, match="deleting rows is not written back to Salesforce"
     ):
         conn.execute("DELETE FROM salesforce.lead WHERE id = '00Q1'")
-    assert "trigger sfsync_capture(Lead, deletes)" in warehouse.ensure_table(
+    assert "trigger sfsync_capture(Lead, deletes)" in tables.ensure_table(
         conn, "lead", COLUMNS, True, "Lead", allow_delete=True
     )
     conn.execute("DELETE FROM salesforce.lead WHERE id = '00Q1'")
@@ -82,7 +82,7 @@ def test_deletes_are_refused_unless_the_registry_allows_them(conn):
         "old": "a@x.com",
         "new": None,
     }
-    assert warehouse.ensure_table(conn, "lead", COLUMNS, True, "Lead", allow_delete=True) == [], (
+    assert tables.ensure_table(conn, "lead", COLUMNS, True, "Lead", allow_delete=True) == [], (
         "unchanged: kept"
     )
 
@@ -136,12 +136,10 @@ def test_a_column_salesforce_would_not_take_is_refused_in_the_writers_statement(
 
 
 def test_guards_are_attached_once_and_follow_the_columns(conn):
-    assert warehouse.ensure_table(conn, "lead", COLUMNS, True, "Lead") == [], (
-        "nothing changed: nothing redone"
-    )
-    assert warehouse.ensure_table(conn, "account", COLUMNS[:3], False, "Account") == []
+    assert tables.ensure_table(conn, "lead", COLUMNS, True, "Lead") == [], "nothing changed: nothing redone"
+    assert tables.ensure_table(conn, "account", COLUMNS[:3], False, "Account") == []
     read_only_title = [*COLUMNS[:4], Column("Title", "title", "text", createable=False, updateable=False)]
-    assert warehouse.ensure_table(conn, "lead", read_only_title, True, "Lead") == [
+    assert tables.ensure_table(conn, "lead", read_only_title, True, "Lead") == [
         "trigger sfsync_writable(Lead, email, email)"
     ]
     with pytest.raises(psycopg.errors.InsufficientPrivilege, match="title cannot be created"):
@@ -149,7 +147,7 @@ def test_guards_are_attached_once_and_follow_the_columns(conn):
 
 
 def test_a_table_whose_direction_changes_keeps_only_the_guards_of_the_new_one(conn):
-    assert sorted(warehouse.ensure_table(conn, "lead", COLUMNS, False, "Lead")) == [
+    assert sorted(tables.ensure_table(conn, "lead", COLUMNS, False, "Lead")) == [
         "dropped trigger sfsync_capture",
         "dropped trigger sfsync_writable",
         "trigger sfsync_refuse(Lead)",

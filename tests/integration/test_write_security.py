@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from sfsync import warehouse
+from sfsync import load, migrations, tables, warehouse
 from sfsync.transforms import Column
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def prepare(conn) -> list[str]:
     return [
         f"{table}: {change}"
         for table, sobject, bidirectional in TABLES
-        for change in warehouse.ensure_table(conn, table, COLUMNS, bidirectional, sobject)
+        for change in tables.ensure_table(conn, table, COLUMNS, bidirectional, sobject)
     ]
 
 
@@ -43,15 +43,15 @@ def prepare(conn) -> list[str]:
 def conn(warehouse_url):
     """The sync's connection (in these tests a superuser, as the embedded warehouse's only user)."""
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        warehouse.migrate(conn)
+        migrations.migrate(conn)
         prepare(conn)
         for table, prefix in [("lead", "00Q"), ("contact", "003"), ("account", "001")]:
             row = (f"{prefix}1", False, "2025-03-01T12:00:00Z", f"{table}@x.com")
             names = [c.name for c in COLUMNS]
-            warehouse.create_staging(conn, table, "stage__t", names)
-            warehouse.copy_rows(conn, "stage__t", names, [row])
+            load.create_staging(conn, table, "stage__t", names)
+            load.copy_rows(conn, "stage__t", names, [row])
             with conn.transaction():
-                warehouse.merge_staged(conn, table, "stage__t", names)
+                load.merge_staged(conn, table, "stage__t", names)
         yield conn
 
 
@@ -211,10 +211,10 @@ def test_no_one_else_attaches_the_capture_to_a_table_of_their_own(conn, role, co
 def test_upgrading_takes_back_the_outbox_grant_editors_needed(warehouse_url, role, connect_as, tmp_path):
     """Before the capture ran as the sync, an editor needed INSERT on sfsync.outbox, and could queue any
     change for any object with it; the migration revokes every write grant on sfsync, reads stay."""
-    for migration in warehouse.migrations()[:9]:
+    for migration in migrations.migrations()[:9]:
         shutil.copy(migration.path, tmp_path)
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        warehouse.migrate(conn, tmp_path)
+        migrations.migrate(conn, tmp_path)
         editor = role()
         execute_naming(conn, "GRANT USAGE ON SCHEMA sfsync TO {role}", editor)
         execute_naming(conn, "GRANT SELECT, INSERT ON sfsync.outbox TO {role}", editor)
@@ -222,7 +222,7 @@ def test_upgrading_takes_back_the_outbox_grant_editors_needed(warehouse_url, rol
         conn.execute("GRANT INSERT ON sfsync.sync_errors TO PUBLIC")
         as_editor = connect_as(editor)
         as_editor.execute(FORGED)
-        assert warehouse.migrate(conn) == [m.path.name for m in warehouse.migrations()[9:]]
+        assert migrations.migrate(conn) == [m.path.name for m in migrations.migrations()[9:]]
     for statement in [
         FORGED,
         "UPDATE sfsync.outbox SET pushed_at = now()",
@@ -267,7 +267,7 @@ def test_a_sync_role_that_is_no_superuser_runs_the_sync_and_only_it_writes_as_th
             )
         )
         as_sync = connect_as(sync)
-        warehouse.migrate(as_sync)
+        migrations.migrate(as_sync)
         as_sync.execute("INSERT INTO sfsync.access (grantee, access) VALUES (%s, 'edit')", [editor])
         assert f"lead: granted SELECT, INSERT, UPDATE, DELETE to {editor}" in prepare(as_sync)
         names = [c.name for c in COLUMNS]
@@ -275,10 +275,10 @@ def test_a_sync_role_that_is_no_superuser_runs_the_sync_and_only_it_writes_as_th
             ("lead", ("00Q1", False, "2025-03-01T12:00:00Z", "a@x.com")),
             ("account", ("0011",)),
         ]:
-            warehouse.create_staging(as_sync, table, "stage__t", names[: len(row)])
-            warehouse.copy_rows(as_sync, "stage__t", names[: len(row)], [row])
+            load.create_staging(as_sync, table, "stage__t", names[: len(row)])
+            load.copy_rows(as_sync, "stage__t", names[: len(row)], [row])
             with as_sync.transaction():
-                warehouse.merge_staged(as_sync, table, "stage__t", names[: len(row)])
+                load.merge_staged(as_sync, table, "stage__t", names[: len(row)])
         connect_as(editor).execute("UPDATE salesforce.lead SET email = 'editor@x.com'")
         as_sync.execute("UPDATE salesforce.lead SET email = 'by-hand@x.com'")  # the sync's role, by hand
         assert [row[3]["email"]["new"] for row in outbox(as_sync)] == ["editor@x.com", "by-hand@x.com"]
