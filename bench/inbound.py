@@ -30,7 +30,7 @@ from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa
 from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seeded_stack
 from psycopg import sql
 
-from sfsync import load, soql, tables, transforms
+from sfsync import columns, load, soql, tables
 from sfsync.context import run_step
 from sfsync.defaults import SALESFORCE_CONN_ID
 from sfsync.extract import extract
@@ -68,9 +68,9 @@ def warehouse_side(url: str) -> tuple[float, float, float, float, int]:
     """Seconds to stage + merge the Lead Bulk CSV pages into an empty table, to COPY them straight into it
     (the first-load fast path), to raw-COPY them, and to download them."""
     sf = Salesforce(SALESFORCE_CONN_ID)
-    columns = transforms.columns(sf.describe("Lead"), LEAD_FIELDS)
-    names = [c.name for c in columns]
-    query = soql.delta_query("Lead", [c.field for c in columns], "SystemModstamp", None, sf.now())
+    lead_columns = columns.synced(sf.describe("Lead"), LEAD_FIELDS)
+    names = [c.name for c in lead_columns]
+    query = soql.delta_query("Lead", [c.field for c in lead_columns], "SystemModstamp", None, sf.now())
     results = sf.bulk_query(query)
     started = time.perf_counter()
     pages = [b"".join(page) for page in results]
@@ -90,7 +90,7 @@ def warehouse_side(url: str) -> tuple[float, float, float, float, int]:
                 raw_rows += cursor.rowcount
         raw = time.perf_counter() - started
         conn.execute("ALTER TABLE salesforce.lead RENAME TO lead_synced")
-        tables.ensure_table(conn, "lead", columns, bidirectional=True)
+        tables.ensure_table(conn, "lead", lead_columns, bidirectional=True)
         started = time.perf_counter()
         load.create_staging(conn, "lead", "stage__bench", names)
         load.copy_csv(conn, "stage__bench", names, ([page] for page in pages))
@@ -98,7 +98,7 @@ def warehouse_side(url: str) -> tuple[float, float, float, float, int]:
             load.merge_staged(conn, "lead", "stage__bench", names)
         ours = time.perf_counter() - started
         conn.execute("DROP TABLE salesforce.lead")
-        tables.ensure_table(conn, "lead", columns, bidirectional=True)
+        tables.ensure_table(conn, "lead", lead_columns, bidirectional=True)
         started = time.perf_counter()
         with conn.transaction():
             load.copy_new(conn, "lead", names, ([page] for page in pages), exclusive=True)

@@ -30,8 +30,8 @@ def check(path: str | None, conn_id: str | None) -> list[str]:
         return str(error).splitlines()
     if conn_id is None:
         return []
+    from sfsync.columns import check_fields
     from sfsync.salesforce import Salesforce
-    from sfsync.transforms import check_fields
 
     sf = Salesforce(conn_id)
     problems = []

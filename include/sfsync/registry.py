@@ -3,7 +3,7 @@
 ``objects.yaml`` beside this module is the default; ``SFSYNC_REGISTRY`` names another file. Every entry is
 validated when the DAGs are parsed, and a bad entry stops parsing with a message that names the file, the
 entry and the problem, so a typo never becomes a silently skipped object. Field names can only be checked
-against Salesforce: ``transforms.check_fields`` does it on every run, after the describe.
+against Salesforce: ``columns.check_fields`` does it on every run, after the describe.
 """
 
 from __future__ import annotations

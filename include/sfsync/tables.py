@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any, cast
 import psycopg
 from psycopg import sql
 
-from sfsync import transforms
+from sfsync import columns
+from sfsync.columns import Column, widen
 from sfsync.defaults import OBJECT_SCHEMA
-from sfsync.transforms import Column, widen
 from sfsync.warehouse import DELETED_AT, ROW_ID, SYNCED_AT, SYNCED_NOW, UNDATED_DELETES
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def ensure_table(
                 )
             else:
                 continue
-            # Types come from transforms.pg_type and widen, never from input; USING casts for a widening.
+            # Types come from columns.pg_type and widen, never from input; USING casts for a widening.
             ddl = sql.SQL(statement).format(target, sql.Identifier(name), sql.SQL(kind))
             if current is not None:
                 ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))
@@ -242,16 +242,16 @@ def prepare_object_table(
     """The columns of an object describe that the registry entry syncs, with the object's table (and its
     write guards) brought in line with them; and warnings about the entry's field names, also logged.
 
-    The entry's field names are checked against the describe first (``transforms.check_fields``): one the
+    The entry's field names are checked against the describe first (``columns.check_fields``): one the
     object never had fails the step before the table changes."""
-    warnings = transforms.check_fields(entry, describe, table_columns(conn, entry.table))
+    warnings = columns.check_fields(entry, describe, table_columns(conn, entry.table))
     for warning in warnings:
         log.warning("%s", warning)
     include = None if entry.fields == "all" else entry.fields
-    columns = transforms.columns(describe, include, entry.exclude)
-    if missing := [n for n in REQUIRED_COLUMNS if n not in {c.name for c in columns}]:
+    synced = columns.synced(describe, include, entry.exclude)
+    if missing := [n for n in REQUIRED_COLUMNS if n not in {c.name for c in synced}]:
         raise RuntimeError(f"{entry.sobject}: the integration user cannot read {', '.join(missing)}")
     bidirectional = entry.direction == "bidirectional"
-    for change in ensure_table(conn, entry.table, columns, bidirectional, entry.sobject, entry.allow_delete):
+    for change in ensure_table(conn, entry.table, synced, bidirectional, entry.sobject, entry.allow_delete):
         log.info("%s: %s", entry.sobject, change)
-    return columns, warnings
+    return synced, warnings

@@ -4,7 +4,7 @@ import psycopg
 import pytest
 
 from sfsync import load, migrations, tables, warehouse
-from sfsync.transforms import Column
+from sfsync.columns import Column
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from sfsync import load, migrations, tables
-from sfsync.transforms import Column
+from sfsync.columns import Column
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from sfsync import load, migrations, tables, warehouse
-from sfsync.transforms import Column
+from sfsync.columns import Column
 
 pytestmark = pytest.mark.integration
 

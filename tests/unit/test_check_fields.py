@@ -1,7 +1,7 @@
 import pytest
 
+from sfsync.columns import check_fields
 from sfsync.registry import RegistryError, SyncObject, UnknownFieldError
-from sfsync.transforms import check_fields
 
 # A Lead as the integration user sees it: Fax is gone (deleted, or hidden by field-level security).
 LEAD = {

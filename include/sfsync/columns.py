@@ -49,7 +49,7 @@ def pg_type(describe_field: dict[str, Any]) -> str:
     return "text"  # id, reference, string, picklist, textarea, email, ...: lengths only ever grow
 
 
-def columns(
+def synced(
     describe: dict[str, Any], include: Iterable[str] | None = None, exclude: Iterable[str] = ()
 ) -> list[Column]:
     """The columns to sync from an object describe (which lists only the fields the caller can see).

@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from sfsync import soql, transforms
+from sfsync import columns, soql
 
 
 def field(name, kind, **extra):
@@ -28,7 +28,7 @@ def field(name, kind, **extra):
     ],
 )
 def test_postgres_types_keep_salesforce_precision(describe_field, expected):
-    assert transforms.pg_type(describe_field) == expected
+    assert columns.pg_type(describe_field) == expected
 
 
 def test_columns_skip_compound_fields_and_honour_include_and_exclude():
@@ -42,17 +42,17 @@ def test_columns_skip_compound_fields_and_honour_include_and_exclude():
             field("SystemModstamp", "datetime"),
         ]
     }
-    assert [c.name for c in transforms.columns(describe)] == [
+    assert [c.name for c in columns.synced(describe)] == [
         "id",
         "billingcity",
         "description",
         "systemmodstamp",
     ]
-    assert [c.field for c in transforms.columns(describe, exclude=["Description"])] == [
+    assert [c.field for c in columns.synced(describe, exclude=["Description"])] == [
         "Id", "BillingCity", "SystemModstamp"
     ]  # fmt: skip
     # A listed field the integration user cannot see is simply absent: no error.
-    assert [c.name for c in transforms.columns(describe, include=["Id", "SystemModstamp", "Hidden__c"])] == [
+    assert [c.name for c in columns.synced(describe, include=["Id", "SystemModstamp", "Hidden__c"])] == [
         "id", "systemmodstamp"
     ]  # fmt: skip
 
@@ -72,7 +72,7 @@ def test_columns_skip_compound_fields_and_honour_include_and_exclude():
     ],
 )
 def test_a_type_change_widens_and_never_loses_data(old, new, wider):
-    assert transforms.widen(old, new) == wider
+    assert columns.widen(old, new) == wider
 
 
 def test_delta_query_is_half_open_ordered_with_id_tie_breaker():
