@@ -65,7 +65,8 @@ def opened(
     wh_conn_id: str = WAREHOUSE_CONN_ID,
 ) -> Iterator[Context]:
     """A context on the Airflow connections ``sf_conn_id`` and ``wh_conn_id``; the warehouse connection is
-    closed on leaving. ``bulk_deadline``: how long a Bulk job may run (the settings' default for a sync task)."""
+    closed on leaving. ``bulk_deadline``: how long a Bulk job may run (by default the settings' for a sync
+    task)."""
     from sfsync import warehouse
     from sfsync.salesforce import Salesforce
 
