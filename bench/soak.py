@@ -102,13 +102,14 @@ def _attempt(step: str, sobject: str, run_id: str, extracted: Any, env: dict[str
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
     )
-    from sfsync import inbound, outbound
+    from sfsync import inbound, writeback
+    from sfsync.context import run_step
 
     registry = load_registry()
     entry, settings = registry.get(sobject), registry.settings
     try:
         if step == "push":
-            result = outbound.push(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
+            result = run_step(writeback.push, entry, settings, run_id)
         elif step == "extract":
             result = inbound.extract(entry, settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID)
         elif step == "merge":  # what merge_into_target does with the extract's XCom
@@ -144,7 +145,7 @@ class Tasks:
     def __post_init__(self) -> None:
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(
-            ["sfsync.inbound", "sfsync.outbound", "airflow.providers.salesforce.hooks.salesforce"]
+            ["sfsync.inbound", "sfsync.writeback", "airflow.providers.salesforce.hooks.salesforce"]
         )
 
     def run(self, step: str, sobject: str, run_id: str, extracted: Any = None) -> dict[str, Any] | None:

@@ -56,9 +56,13 @@ def prepare_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> list[str]:
 @task(pool=SALESFORCE_POOL, retries=0)
 def push_changes(sobject: str) -> dict[str, Any]:
     """Write the warehouse's captured changes of a bidirectional object to Salesforce (before the pull)."""
-    from sfsync import outbound
+    from sfsync import writeback
+    from sfsync.context import run_step
 
-    return _for_object(outbound.push, sobject)
+    # The push takes a context; _for_object still hands the other steps connection ids.
+    return _for_object(
+        lambda entry, settings, run_id, *_: run_step(writeback.push, entry, settings, run_id), sobject
+    )
 
 
 @task(pool=SALESFORCE_POOL)

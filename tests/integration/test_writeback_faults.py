@@ -11,8 +11,8 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from simple_salesforce import Salesforce
 
 from localorg.testing import sample_lead
-from sfsync import outbound, warehouse
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync import warehouse, writeback
+from sfsync.context import run_step
 from sfsync.registry import load_registry
 
 pytestmark = pytest.mark.integration
@@ -221,9 +221,7 @@ def test_two_pushes_of_one_object_at_once_send_each_change_once(sync, private_or
         results: dict[str, dict] = {}
 
         def push(run_id: str) -> None:
-            results[run_id] = outbound.push(
-                entry, registry.settings, run_id, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
-            )
+            results[run_id] = run_step(writeback.push, entry, registry.settings, run_id)
 
         with caplog.at_level("INFO", logger="sfsync.locks"):
             pushes = [threading.Thread(target=push, args=(f"manual__{n}",)) for n in range(2)]
