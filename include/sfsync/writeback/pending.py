@@ -43,9 +43,8 @@ class Change:
     sfid: str | None  # the record written to (a survivor once redirected)
     values: dict[str, Any]  # column -> the warehouse's latest value
     base: dict[str, Any]  # column -> the value the warehouse replaced
-    trail: dict[
-        str, list[Any]
-    ]  # column -> every value the warehouse wrote since (a crashed push may have sent one)
+    # column -> every value the warehouse wrote since (a crashed push may have sent one)
+    trail: dict[str, list[Any]]
     current: dict[str, Any] | None  # the row as it is now
     sobject: str  # the object written to (a converted lead's changes go to its contact)
     last_error: str | None  # the code its last push failed with

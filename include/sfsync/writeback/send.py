@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 COLLECTION_SIZE = 200
 #: A Salesforce Id, 15 or 18 characters: anything else in an ``id`` column is refused before it reaches SOQL.
 SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
-#: What a call fails its records with when it fails as a whole, unless Salesforce names a code.
+#: A call refused as a whole: its records fail (``call_failure``), and the push's other calls go on.
 CALL_FAILURES = (requests.RequestException, TimeoutError, SalesforceGeneralError, SalesforceMalformedRequest)
 
 Batch = list[tuple[Change, Outcome]]

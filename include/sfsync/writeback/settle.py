@@ -92,47 +92,53 @@ class Settler:
         """Record one call's results in one transaction: pushed changes, new Ids, and failures."""
         if not outcomes:
             return
-        outcomes = [(c, as_settled(c, o)) for c, o in outcomes]
-        sobject = self.entry.sobject
-        with self.conn.transaction(), self.conn.cursor() as cursor:
-            created = [
-                (c.row_id, o["id"]) for c, o in outcomes if o.get("success") and c.operation == "insert"
-            ]
-            held = set(warehouse_key.claim(self.conn, sobject, self.entry.table, created))
-            outcomes = [
-                (c, failure("DUPLICATE_VALUE", f"record {o['id']} is in another row, whose edits wait"))
-                if c.operation == "insert" and c.row_id in held
-                else (c, o)
-                for c, o in outcomes
-            ]
+        with self.conn.transaction():
+            outcomes = self._claim([(c, as_settled(c, o)) for c, o in outcomes])
             done = [(c, o) for c, o in outcomes if o.get("success")]
             failed = [(c, o) for c, o in outcomes if not o.get("success")]
-            cursor.execute(
-                "UPDATE sfsync.outbox o SET pushed_at = now(), pushed_to = d.pushed_to"
-                " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS d(row_id, change_id, pushed_to)"
-                " WHERE o.sobject = %s AND o.row_id = d.row_id AND o.change_id <= d.change_id"
-                " AND o.pushed_at IS NULL",
-                [
-                    [c.row_id for c, _ in done],
-                    [c.change_id for c, _ in done],
-                    [c.sfid if c.redirected else None for c, _ in done],
-                    sobject,
-                ],
-            )
-            cursor.execute(
-                "DELETE FROM sfsync.sync_errors WHERE sobject = %s AND row_id = ANY(%s)",
-                [sobject, [c.row_id for c, _ in done]],
-            )
-            cursor.executemany(
-                warehouse.statement("writeback/record_push_error"),
-                [error_row(sobject, c, o, self.settings) for c, o in failed],
-            )
+            self._mark_pushed([c for c, _ in done])
+            with self.conn.cursor() as cursor:
+                cursor.executemany(
+                    warehouse.statement("writeback/record_push_error"),
+                    [error_row(self.entry.sobject, c, o, self.settings) for c, o in failed],
+                )
             counted = Counter(counter(c, o) for c, o in done)
             state.count_push(self.conn, self.run, dict(counted), len(failed))
         for change, outcome in failed:
             error = outcome["errors"][0]
             self.codes[error["statusCode"]] += 1
             log.warning(
-                "%s row %s (%s %s): %s: %s", sobject, change.row_id, change.operation,
+                "%s row %s (%s %s): %s: %s", self.entry.sobject, change.row_id, change.operation,
                 change.sfid or "new", error["statusCode"], error["message"],
             )  # fmt: skip
+
+    def _claim(self, outcomes: list[tuple[Change, Outcome]]) -> list[tuple[Change, Outcome]]:
+        """Give inserted rows their new records (``warehouse_key.claim``). A row whose record a twin with
+        changes still waiting holds fails, so that it keeps waiting and says why."""
+        created = [(c.row_id, o["id"]) for c, o in outcomes if o.get("success") and c.operation == "insert"]
+        held = set(warehouse_key.claim(self.conn, self.entry.sobject, self.entry.table, created))
+        return [
+            (c, failure("DUPLICATE_VALUE", f"record {o['id']} is in another row, whose edits wait"))
+            if c.operation == "insert" and c.row_id in held
+            else (c, o)
+            for c, o in outcomes
+        ]
+
+    def _mark_pushed(self, done: list[Change]) -> None:
+        """Settle every outbox entry up to each change's newest, and clear the rows' past errors."""
+        self.conn.execute(
+            "UPDATE sfsync.outbox o SET pushed_at = now(), pushed_to = d.pushed_to"
+            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS d(row_id, change_id, pushed_to)"
+            " WHERE o.sobject = %s AND o.row_id = d.row_id AND o.change_id <= d.change_id"
+            " AND o.pushed_at IS NULL",
+            [
+                [c.row_id for c in done],
+                [c.change_id for c in done],
+                [c.sfid if c.redirected else None for c in done],
+                self.entry.sobject,
+            ],
+        )
+        self.conn.execute(
+            "DELETE FROM sfsync.sync_errors WHERE sobject = %s AND row_id = ANY(%s)",
+            [self.entry.sobject, [c.row_id for c in done]],
+        )
