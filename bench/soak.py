@@ -54,7 +54,7 @@ from common import seeded_stack
 from simple_salesforce import Salesforce
 
 from localorg.testing import RunningOrg
-from sfsync import outbound
+from sfsync import writeback
 from sfsync.context import run_step
 from sfsync.extract import extract
 from sfsync.merge import merge
@@ -111,7 +111,7 @@ def _attempt(step: str, sobject: str, run_id: str, extracted: Any, env: dict[str
     entry, settings = registry.get(sobject), registry.settings
     try:
         if step == "push":
-            result = run_step(outbound.push, run_id, entry, settings=settings)
+            result = run_step(writeback.push, run_id, entry, settings=settings)
         elif step == "extract":
             result = run_step(extract, run_id, entry, settings=settings)
         elif step == "merge":  # what merge_into_target does with the extract's XCom
@@ -147,7 +147,7 @@ class Tasks:
                 "sfsync.extract",
                 "sfsync.merge",
                 "sfsync.reconcile",
-                "sfsync.outbound",
+                "sfsync.writeback",
                 "airflow.providers.salesforce.hooks.salesforce",
             ]
         )

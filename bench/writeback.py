@@ -1,7 +1,7 @@
 """Warehouse to Salesforce: what a cycle with 10,000 changed Leads costs.
 
 A seeded local org is pulled into a fresh embedded warehouse; then 10,000 Lead rows are edited in the
-warehouse (three fields each) and pushed by the sync's own ``outbound.push``: once above the registry's
+warehouse (three fields each) and pushed by the sync's own ``writeback.push``: once above the registry's
 ``bulk_threshold`` (one Bulk API 2.0 ingest job) and once below it (sObject Collections, 200 records a
 call). Prints API calls, wall time and records/s for each path, and the org's own time for the same
 Bulk update sent directly with simple-salesforce (the baseline: the part of the wall time that is not the
@@ -22,7 +22,7 @@ from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
 from common import peak_rss_mb, seeded_stack
 
-from sfsync import outbound
+from sfsync import writeback
 from sfsync.context import run_step
 from sfsync.defaults import SALESFORCE_CONN_ID
 from sfsync.extract import extract
@@ -45,7 +45,7 @@ def push(run_id: str, bulk_threshold: int) -> tuple[dict, float]:
     registry = load_registry()
     entry = registry.get("Lead").model_copy(update={"bulk_threshold": bulk_threshold})
     started = time.perf_counter()
-    pushed = run_step(outbound.push, run_id, entry, settings=registry.settings)
+    pushed = run_step(writeback.push, run_id, entry, settings=registry.settings)
     return pushed, time.perf_counter() - started
 
 

@@ -70,9 +70,9 @@ def prepare_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> list[str]:
 @task(pool=SALESFORCE_POOL, retries=0)
 def push_changes(sobject: str) -> dict[str, Any]:
     """Write the warehouse's captured changes of a bidirectional object to Salesforce (before the pull)."""
-    from sfsync import outbound
+    from sfsync.writeback import push
 
-    return _for_object(outbound.push, sobject)
+    return _for_object(push, sobject)
 
 
 @task(pool=SALESFORCE_POOL)

@@ -184,11 +184,11 @@ def test_deletes_reach_salesforce_only_where_the_registry_allows_them(
 def test_a_large_backlog_goes_in_several_runs_and_several_bulk_jobs(
     sync, registry, private_org, warehouse_url, monkeypatch
 ):
-    from sfsync import ingest, outbound
+    from sfsync.writeback import bulk, pending
 
     registry(Lead="bulk_threshold: 1")
-    monkeypatch.setattr(outbound, "MAX_PUSH_ROWS", 4)  # rows per run
-    monkeypatch.setattr(ingest, "MAX_UPLOAD_BYTES", 100)  # CSV bytes per job: about two records
+    monkeypatch.setattr(pending, "MAX_PUSH_ROWS", 4)  # rows per run
+    monkeypatch.setattr(bulk, "MAX_UPLOAD_BYTES", 100)  # CSV bytes per job: about two records
     with private_org() as org:
         edit = "UPDATE salesforce.lead SET title = 'Part ' || id"
         admin, leads = synced_leads(org, sync, warehouse_url, 6, edit)

@@ -11,7 +11,7 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from simple_salesforce import Salesforce
 
 from localorg.testing import sample_lead
-from sfsync import outbound, warehouse
+from sfsync import warehouse, writeback
 from sfsync.context import run_step
 from sfsync.registry import load_registry
 
@@ -221,7 +221,7 @@ def test_two_pushes_of_one_object_at_once_send_each_change_once(sync, private_or
         results: dict[str, dict] = {}
 
         def push(run_id: str) -> None:
-            results[run_id] = run_step(outbound.push, run_id, entry, settings=registry.settings)
+            results[run_id] = run_step(writeback.push, run_id, entry, settings=registry.settings)
 
         with caplog.at_level("INFO", logger="sfsync.locks"):
             pushes = [threading.Thread(target=push, args=(f"manual__{n}",)) for n in range(2)]

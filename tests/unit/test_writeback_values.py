@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sfsync.ingest import _cell, _error
-from sfsync.outbound import _same
+from sfsync.writeback.bulk import _cell, _error
+from sfsync.writeback.conflicts import same as _same
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Bulk API 2.0 ingest jobs for the write-back, with an outcome for every record sent.
+# Not sf.bulk2: a Failed job raises without its id (successes unreadable) and polls 24 h, not to our deadline.
+"""Bulk API 2.0 ingest jobs for the push, with an outcome for every record sent.
 
 One job per call: create, upload the CSV, close, poll until it ends. Result files are fetched only when
 they say something the job's counters do not: failed rows when there are any, successful rows when new
