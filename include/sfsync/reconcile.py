@@ -73,25 +73,8 @@ def _reconcile(context: Context, entry: SyncObject, force: bool) -> dict[str, An
     listed = ["Id", "IsDeleted"] if "IsDeleted" in fields else ["Id"]  # User has no IsDeleted
     names = [f.lower() for f in fields]
     with conn.transaction():
-        load.drop_staging(conn, staging)  # an earlier attempt's
-        listing = "CREATE UNLOGGED TABLE {} (id text, isdeleted boolean NOT NULL DEFAULT false)"
-        conn.execute(sql.SQL(listing).format(ids))
-        seen = stage(
-            conn,
-            staging,
-            [f.lower() for f in listed],
-            source(context.sf, entry, id_query(entry.sobject, listed)),
-        )
-        conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(ids))
-        missed = [
-            row[0]
-            for row in conn.execute(
-                sql.SQL(
-                    "SELECT s.id FROM {ids} s LEFT JOIN {target} t ON t.id = s.id"
-                    " WHERE t.id IS NULL OR (t.isdeleted AND NOT s.isdeleted) ORDER BY s.id"
-                ).format(ids=ids, target=target)
-            )
-        ]
+        seen = _list_ids(context, entry, staging, listed)
+        missed = _missed(conn, ids, target)
         load.create_staging(conn, entry.table, found_staging, names)
         stage(conn, found_staging, names, read_again(context.sf, entry, fields, missed))
         # The listing took a while: a full load that began since may have committed records it lacks.
@@ -102,19 +85,7 @@ def _reconcile(context: Context, entry: SyncObject, force: bool) -> dict[str, An
             return waiting
         # Row locks from here on only: nothing below waits for Salesforce.
         as_the_sync(conn)
-        flagged = conn.execute(
-            sql.SQL(
-                "UPDATE {target} t SET isdeleted = true, {deleted_at} = coalesce(t.{deleted_at}, now()),"
-                " {synced_at} = now()"
-                " WHERE t.id IS NOT NULL AND NOT t.isdeleted"
-                " AND NOT EXISTS (SELECT 1 FROM {ids} s WHERE s.id = t.id)"
-            ).format(
-                target=target,
-                deleted_at=sql.Identifier(DELETED_AT),
-                synced_at=sql.Identifier(SYNCED_AT),
-                ids=ids,
-            )
-        ).rowcount
+        flagged = _flag_gone(conn, ids, target)
         restored = load.merge_into(conn, entry, settings.warehouse_key_column, found_staging, names)
         state.mark_reconciled(conn, entry.sobject)
         counters = restored | {"deleted": flagged}
@@ -134,3 +105,42 @@ def _reconcile(context: Context, entry: SyncObject, force: bool) -> dict[str, An
         "found": found,
         "api_calls": context.calls,
     }
+
+
+def _list_ids(context: Context, entry: SyncObject, staging: str, listed: list[str]) -> int:
+    """Stage every Id Salesforce returns (with IsDeleted where the object has it), indexed; how many."""
+    ids = sql.Identifier("sfsync", staging)
+    load.drop_staging(context.conn, staging)  # an earlier attempt's
+    listing = "CREATE UNLOGGED TABLE {} (id text, isdeleted boolean NOT NULL DEFAULT false)"
+    context.conn.execute(sql.SQL(listing).format(ids))
+    found = source(context.sf, entry, id_query(entry.sobject, listed))
+    seen = stage(context.conn, staging, [f.lower() for f in listed], found)
+    context.conn.execute(sql.SQL("CREATE INDEX ON {} (id)").format(ids))
+    return seen
+
+
+def _missed(conn: psycopg.Connection, ids: sql.Identifier, target: sql.Identifier) -> list[str]:
+    """The listed Ids that the table lacks, or holds as deleted while Salesforce lists them live."""
+    return [
+        row[0]
+        for row in conn.execute(
+            sql.SQL(
+                "SELECT s.id FROM {ids} s LEFT JOIN {target} t ON t.id = s.id"
+                " WHERE t.id IS NULL OR (t.isdeleted AND NOT s.isdeleted) ORDER BY s.id"
+            ).format(ids=ids, target=target)
+        )
+    ]
+
+
+def _flag_gone(conn: psycopg.Connection, ids: sql.Identifier, target: sql.Identifier) -> int:
+    """Flag as deleted the live rows whose Id Salesforce no longer lists; how many."""
+    return conn.execute(
+        sql.SQL(
+            "UPDATE {target} t SET isdeleted = true, {deleted_at} = coalesce(t.{deleted_at}, now()),"
+            " {synced_at} = now()"
+            " WHERE t.id IS NOT NULL AND NOT t.isdeleted"
+            " AND NOT EXISTS (SELECT 1 FROM {ids} s WHERE s.id = t.id)"
+        ).format(
+            target=target, deleted_at=sql.Identifier(DELETED_AT), synced_at=sql.Identifier(SYNCED_AT), ids=ids
+        )
+    ).rowcount

@@ -90,29 +90,37 @@ def ensure_table(
                 ddl += sql.SQL(" USING {}::{}").format(sql.Identifier(name), sql.SQL(kind))
             conn.execute(ddl)
             changes.append(change)
-        # The sync's COPY straight into the table (copy_new) relies on these two; no other writer sees them.
-        index = f"{table}_sfsync_undated_deletes"[:63]
-        has_default, has_index = conn.execute(
-            "SELECT atthasdef, to_regclass(%s) IS NOT NULL FROM pg_attribute"
-            " WHERE attrelid = %s::regclass AND attname = %s",
-            [f'{OBJECT_SCHEMA}."{index}"', f'{OBJECT_SCHEMA}."{table}"', SYNCED_AT],
-        ).fetchone()  # type: ignore[misc]
-        if not has_default:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} ALTER {} SET DEFAULT " + SYNCED_NOW).format(
-                    target, sql.Identifier(SYNCED_AT)
-                )
-            )
-            changes.append(f"{SYNCED_AT} stamped by default on the sync's own inserts")
-        if not has_index:  # checked first: CREATE INDEX IF NOT EXISTS would wait for every writer
-            conn.execute(
-                sql.SQL("CREATE INDEX {} ON {} (id) WHERE " + UNDATED_DELETES).format(
-                    sql.Identifier(index), target
-                )
-            )
-            changes.append(f"index {index}")
+        changes += _copy_support(conn, table)
         changes += _guard_writes(conn, table, sobject or table, bidirectional, allow_delete, columns)
         changes += _grant_access(conn, table, bidirectional)
+    return changes
+
+
+def _copy_support(conn: psycopg.Connection, table: str) -> list[str]:
+    """What the sync's COPY straight into the table (``load.copy_new``) relies on, and no other writer sees:
+    ``_sfsync_synced_at`` stamped by default on the sync's own inserts, and the index of undated deletes."""
+    target = sql.Identifier(OBJECT_SCHEMA, table)
+    changes = []
+    index = f"{table}_sfsync_undated_deletes"[:63]
+    has_default, has_index = conn.execute(
+        "SELECT atthasdef, to_regclass(%s) IS NOT NULL FROM pg_attribute"
+        " WHERE attrelid = %s::regclass AND attname = %s",
+        [f'{OBJECT_SCHEMA}."{index}"', f'{OBJECT_SCHEMA}."{table}"', SYNCED_AT],
+    ).fetchone()  # type: ignore[misc]
+    if not has_default:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ALTER {} SET DEFAULT " + SYNCED_NOW).format(
+                target, sql.Identifier(SYNCED_AT)
+            )
+        )
+        changes.append(f"{SYNCED_AT} stamped by default on the sync's own inserts")
+    if not has_index:  # checked first: CREATE INDEX IF NOT EXISTS would wait for every writer
+        conn.execute(
+            sql.SQL("CREATE INDEX {} ON {} (id) WHERE " + UNDATED_DELETES).format(
+                sql.Identifier(index), target
+            )
+        )
+        changes.append(f"index {index}")
     return changes
 
 
