@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import faults
+from .database import Txn, User
 from .datadir import DIR_MODE, private_opener, write_private
 from .errors import SalesforceError, not_found, record_errors
 from .ids import make_id, normalize_id
 from .query import Plan
 from .schema import SObject, format_datetime, now_ms
-from .store import Txn, User
 
 if TYPE_CHECKING:
     from .server import Api

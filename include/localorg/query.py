@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import soql
+from .database import User, quote
 from .errors import SalesforceError, not_found
 from .ids import make_id, normalize_id
 from .lexer import query_error, unquote
 from .schema import NUMBER_TYPES, SField, SObject, parse_datetime
-from .store import Org, User, quote
+from .store import Org
 
 MIN_BATCH, MAX_BATCH = 200, 2000
 MAX_OFFSET = 2000
