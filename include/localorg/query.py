@@ -606,6 +606,18 @@ class QueryEngine:
         for key in [k for k, c in self._cursors.items() if c.last_used < deadline]:
             del self._cursors[key]
 
+    # -- replication ------------------------------------------------------------------------------
+
+    def updated_ids(self, user: User, obj: SObject, start: int, end: int) -> list[str]:
+        """Ids of the live records the user sees whose SystemModstamp is in [start, end), oldest first
+        (the updated/ feed)."""
+        vis, params = self.org.visibility(user, obj, "t")
+        sql = (
+            f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t."SystemModstamp" >= ? '
+            f'AND t."SystemModstamp" < ? AND t."IsDeleted" = 0 AND {vis} ORDER BY t."SystemModstamp", t.rowid'
+        )
+        return [r[0] for r in self.org.conn().execute(sql, (start, end, *params))]
+
     # -- single records ---------------------------------------------------------------------------
 
     def retrieve(
