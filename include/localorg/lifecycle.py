@@ -18,6 +18,7 @@ class Lifecycle:
     """Merges records and converts leads."""
 
     def __init__(self, db: Database, writes: Writes, recycle_bin: RecycleBin) -> None:
+        self.db = db
         self.schema = db.schema
         self.writes = writes
         self.recycle_bin = recycle_bin
@@ -31,7 +32,7 @@ class Lifecycle:
             raise SalesforceError(
                 400, "INVALID_OPERATION", "A merge takes a master and one or two other records", []
             )
-        self.writes.db.before_write()
+        self.db.before_write()
         self.writes.writable_row(txn, obj, master_id)
         for duplicate in duplicate_ids:
             old = self.writes.writable_row(txn, obj, duplicate)
@@ -75,7 +76,7 @@ class Lifecycle:
         Opportunity, move the lead's activities and campaign memberships, and lock the lead."""
         objects = self.schema.objects
         lead_obj = objects["lead"]
-        self.writes.db.before_write()
+        self.db.before_write()
         lead = self.writes.writable_row(txn, lead_obj, lead_id)
         status = lead_obj.fields["status"]
         if converted_status not in {v.value for v in status.picklist if v.active}:
