@@ -164,8 +164,9 @@ def main(argv: list[str] | None = None) -> None:
 
     import uvicorn
 
+    from .database import untrack_sqlite_memory
     from .server import create_app
-    from .store import Org, untrack_sqlite_memory
+    from .store import Org
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     untrack_sqlite_memory()

@@ -12,9 +12,10 @@ from typing import Any
 
 from faker import Faker
 
+from .database import Txn, quote
 from .errors import SalesforceError
 from .seed import OWNER_WEIGHTS
-from .store import Org, Txn, quote
+from .store import Org
 
 # Operation -> weight.
 MIX = {

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .database import Txn, User
 from .datadir import DIR_MODE, write_private
 from .errors import SalesforceError, record_errors
 from .ids import normalize_id
 from .schema import SObject
-from .store import Org, Txn, User
+from .store import Org
 
 TOKEN_FILE = "admin-token"
 OPERATIONS = ("undelete", "purge", "merge", "convert-lead")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from .store import Org, User
+from .database import User
+from .store import Org
 
 INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
 

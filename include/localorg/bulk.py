@@ -30,18 +30,16 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from itertools import accumulate, islice, pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import faults
+from .database import Txn, User
 from .datadir import DIR_MODE, private_opener, write_private
 from .errors import SalesforceError, not_found, record_errors
 from .ids import make_id, normalize_id
-from .query import Plan
+from .query import Plan, QueryEngine
 from .schema import SObject, format_datetime, now_ms
-from .store import Txn, User
-
-if TYPE_CHECKING:
-    from .server import Api
+from .store import Org
 
 DELIMITERS = {"COMMA": ",", "TAB": "\t", "PIPE": "|", "SEMICOLON": ";", "CARET": "^", "BACKQUOTE": "`"}
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
@@ -178,8 +176,10 @@ class Job:
 class BulkJobs:
     """The server's Bulk API 2.0 jobs."""
 
-    def __init__(self, api: Api, spool_root: Path) -> None:
-        self.api = api
+    def __init__(self, org: Org, engine: QueryEngine, job_faults: faults.Faults, spool_root: Path) -> None:
+        self.org = org
+        self.engine = engine
+        self.faults = job_faults
         self.root = spool_root
         shutil.rmtree(self.root, ignore_errors=True)  # jobs do not survive a restart
         self.root.mkdir(DIR_MODE, parents=True)
@@ -273,7 +273,7 @@ class BulkJobs:
             try:
                 if job.state == "Aborted":
                     return  # aborted while it waited for a worker: it processes nothing
-                rule = self.api.faults.take(("bulk_job_failed",), job.route)
+                rule = self.faults.take(("bulk_job_failed",), job.route)
                 if rule is not None:
                     job.set_state("Failed", rule.message or "InternalServerError : Internal server error")
                     return
@@ -301,7 +301,7 @@ class BulkJobs:
         soql = body.get("query")
         if not isinstance(soql, str) or not soql.strip():
             raise _job_error("INVALIDJOB", "query is required")
-        plan = self.api.engine.compile(user, soql, body["operation"] == "queryAll")
+        plan = self.engine.compile(user, soql, body["operation"] == "queryAll")
         # Bulk API 2.0 refuses aggregate functions and OFFSET (LIMIT and ORDER BY are allowed).
         if plan.count:
             raise _job_error(
@@ -329,7 +329,7 @@ class BulkJobs:
         header, sql, params = job.plan.csv(job.delimiter)
         quoted = job.delimiter.join('"' + name.replace('"', '""') + '"' for name in header)
         job.header = (quoted + job.line_ending).encode()
-        conns = self._snapshot(_SLICES)
+        conns = self.org.snapshot(_SLICES)
         try:
             reads = self._reads(conns[0], job.plan, job.delimiter, sql, params)
             futures = [
@@ -347,27 +347,6 @@ class BulkJobs:
             job.parts.append((path, position, position + offsets[-1]))
             job.offsets.extend(o + position for o in islice(offsets, 1, None))
             position += offsets[-1]
-
-    def _snapshot(self, count: int) -> builtins.list[sqlite3.Connection]:
-        """``count`` connections in read transactions on one snapshot of the store."""
-        org = self.api.org
-        conns = [org.connect(check_same_thread=False) for _ in range(count)]
-        fence = org.conn()
-        try:
-            # SQLite's write lock, which every writer of every process takes: nothing commits until the
-            # read transactions have all started.
-            fence.execute("BEGIN IMMEDIATE")
-            try:
-                for conn in conns:
-                    conn.execute("BEGIN")
-                    conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            finally:
-                fence.execute("ROLLBACK")
-        except BaseException:
-            for conn in conns:
-                conn.close()
-            raise
-        return conns
 
     @staticmethod
     def _reads(
@@ -465,7 +444,7 @@ class BulkJobs:
         """POST jobs/ingest: a job in state Open, waiting for its CSV."""
         if not isinstance(body, dict) or body.get("operation") not in INGEST_OPERATIONS:
             raise _job_error("INVALIDJOB", f"operation must be one of {', '.join(INGEST_OPERATIONS)}")
-        obj = self.api.org.schema.get(str(body.get("object") or ""))
+        obj = self.org.schema.get(str(body.get("object") or ""))
         if obj is None:
             raise _job_error("INVALIDJOB", f"Unable to find object: {body.get('object')}")
         operation = body["operation"]
@@ -475,12 +454,12 @@ class BulkJobs:
             if not name:
                 raise _job_error("INVALIDJOB", "External ID was blank for upsert")
             try:
-                external_id = self.api.engine.external_id_field(user, obj, name).name
+                external_id = self.engine.external_id_field(user, obj, name).name
             except SalesforceError:
                 raise _job_error(
                     "INVALIDJOB", f"The external id field {name} is not valid for {obj.name}"
                 ) from None
-        if operation == "hardDelete" and not self.api.org.can_hard_delete(user):
+        if operation == "hardDelete" and not self.org.can_hard_delete(user):
             raise _job_error(
                 "FEATURENOTENABLED",
                 "Bulk API Hard Delete permission is required to create a hardDelete job",
@@ -571,7 +550,7 @@ class BulkJobs:
         if job.state != "InProgress":
             writers["unprocessedRecords"].writerows(chunk)
             return
-        org = self.api.org
+        org = self.org
         with org.write(job.user) as txn:
             for row in chunk:
                 try:
@@ -589,7 +568,7 @@ class BulkJobs:
         self, job: Job, columns: builtins.list[str]
     ) -> Callable[[Txn, builtins.list[str]], tuple[str, bool]]:
         """A function writing one CSV row through the store: (Id, created). Bad headers fail the job."""
-        api, obj, org = self.api, job.obj, self.api.org
+        engine, obj, org = self.engine, job.obj, self.org
         if job.operation in ("delete", "hardDelete"):
             if [c.lower() for c in columns] != ["id"]:
                 raise SalesforceError(
@@ -628,7 +607,8 @@ class BulkJobs:
                 key = next((v for k, v in body.items() if k.lower() == job.external_id.lower()), None)
                 if key is None:
                     raise SalesforceError(400, "MISSING_ARGUMENT", f"{job.external_id} not specified", [])
-                return api.upsert_one(txn, obj, job.external_id, str(key), body)
+                f = engine.external_id_field(txn.user, obj, job.external_id)
+                return org.upsert(txn, obj, f, str(key), body)
             raw = row[id_column] if id_column is not None and id_column < len(row) else ""
             if not raw:
                 raise SalesforceError(400, "MISSING_ARGUMENT", "Id not specified in an update call", [])

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
+from .calls import MAX_VERSION, MIN_VERSION, Call, RouteCall
 from .errors import SalesforceError
-
-if TYPE_CHECKING:
-    from .server import Api, Call
+from .store import Org
 
 SUBREQUEST_LIMIT = 25
 QUERY_LIMIT = 5  # query, queryAll and sObject Collections subrequests
@@ -45,8 +44,8 @@ class _Unresolved(Exception):
         self.message = f"Invalid reference specified. No value for {reference} found in {ref_id}."
 
 
-def run(api: Api, call: Call) -> dict[str, Any]:
-    """Execute the subrequests in order; the ``compositeResponse`` list."""
+def run(call: Call, org: Org, route_call: RouteCall) -> dict[str, Any]:
+    """Execute the subrequests in order, each through ``route_call``; the ``compositeResponse`` list."""
     body = call.json()
     subrequests = _validate(body)
     all_or_none = bool(body.get("allOrNone", False))
@@ -54,13 +53,13 @@ def run(api: Api, call: Call) -> dict[str, Any]:
     if not all_or_none:
         bodies: dict[str, Any] = {}
         for sub in subrequests:
-            results.append(_execute(api, call, sub, bodies, False))
+            results.append(_execute(route_call, call, sub, bodies, False))
         return {"compositeResponse": results}
     try:
-        with api.org.transaction(call.user):
+        with org.transaction(call.user):
             bodies = {}
             for sub in subrequests:
-                result = _execute(api, call, sub, bodies, True)
+                result = _execute(route_call, call, sub, bodies, True)
                 results.append(result)
                 if _failed(result):
                     raise _Halt
@@ -124,7 +123,9 @@ def _validate(body: Any) -> list[dict[str, Any]]:
     return subrequests
 
 
-def _execute(api: Api, call: Call, sub: dict[str, Any], bodies: dict[str, Any], all_or_none: bool) -> dict:
+def _execute(
+    route_call: RouteCall, call: Call, sub: dict[str, Any], bodies: dict[str, Any], all_or_none: bool
+) -> dict:
     ref_id = sub["referenceId"]
     try:
         url = _substitute(sub["url"], bodies, in_url=True)
@@ -150,9 +151,7 @@ def _execute(api: Api, call: Call, sub: dict[str, Any], bodies: dict[str, Any], 
         version = int(match.group(1)) if match else 0
         if match is None or not _version_ok(version):
             raise SalesforceError(404, "NOT_FOUND", "The requested resource does not exist")
-        status, result = api.route_call(
-            method, parts.path, query, headers, raw, f"{version}.0", rest, call.user
-        )
+        status, result = route_call(method, parts.path, query, headers, raw, f"{version}.0", rest, call.user)
     except SalesforceError as exc:
         return {"body": exc.body(), "httpHeaders": {}, "httpStatusCode": exc.status, "referenceId": ref_id}
     response_headers: dict[str, str] = {}
@@ -165,8 +164,6 @@ def _execute(api: Api, call: Call, sub: dict[str, Any], bodies: dict[str, Any], 
 
 
 def _version_ok(version: int) -> bool:
-    from .server import MAX_VERSION, MIN_VERSION
-
     return MIN_VERSION <= version <= MAX_VERSION
 
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import soql
+from .database import User, quote
 from .errors import SalesforceError, not_found
 from .ids import make_id, normalize_id
 from .lexer import query_error, unquote
 from .schema import NUMBER_TYPES, SField, SObject, parse_datetime
-from .store import Org, User, quote
+from .store import Org
 
 MIN_BATCH, MAX_BATCH = 200, 2000
 MAX_OFFSET = 2000
@@ -604,6 +605,18 @@ class QueryEngine:
         deadline = time.monotonic() - CURSOR_TTL_SECONDS
         for key in [k for k, c in self._cursors.items() if c.last_used < deadline]:
             del self._cursors[key]
+
+    # -- replication ------------------------------------------------------------------------------
+
+    def updated_ids(self, user: User, obj: SObject, start: int, end: int) -> list[str]:
+        """Ids of the live records the user sees whose SystemModstamp is in [start, end), oldest first
+        (the updated/ feed)."""
+        vis, params = self.org.visibility(user, obj, "t")
+        sql = (
+            f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t."SystemModstamp" >= ? '
+            f'AND t."SystemModstamp" < ? AND t."IsDeleted" = 0 AND {vis} ORDER BY t."SystemModstamp", t.rowid'
+        )
+        return [r[0] for r in self.org.conn().execute(sql, (start, end, *params))]
 
     # -- single records ---------------------------------------------------------------------------
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from faker import Faker
 
+from .database import Database, quote
 from .ids import make_id
 from .schema import SObject, format_date, parse_datetime
-from .store import Org, quote
 
 _DAY_MS = 86_400_000
 _CHUNK = 50_000
@@ -71,6 +71,56 @@ def counts_for(leads: int, overrides: dict[str, int] | None = None) -> dict[str,
     return counts
 
 
+def insert_records(
+    db: Database,
+    obj_name: str,
+    records: Iterable[dict[str, Any]],
+    owner: str,
+    chunk: int = 10_000,
+    at: int | None = None,
+) -> int:
+    """Insert records straight into the store (no API, no validation), for benchmarks and demos.
+
+    ``records`` hold API-shaped values; system fields are filled as the API would. Returns the count.
+    """
+    obj = db.schema.objects[obj_name.lower()]
+    user = db.users[owner]
+    columns = [f for f in obj.stored_fields() if not f.system]
+    names = [
+        "Id",
+        "IsDeleted",
+        "CreatedDate",
+        "CreatedById",
+        "LastModifiedDate",
+        "LastModifiedById",
+        "SystemModstamp",
+        *([] if not obj.owned else ["OwnerId"]),
+        *(f.name for f in columns),
+    ]
+    sql = (
+        f"INSERT INTO {quote(obj.name)} (rowid, {', '.join(map(quote, names))}) "
+        f"VALUES (?{', ?' * len(names)})"
+    )
+    total = 0
+    with db.write(user, at) as txn:
+        seq = txn.conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {quote(obj.name)}").fetchone()[0]
+        batch: list[tuple[Any, ...]] = []
+        for record in records:
+            seq += 1
+            system = (make_id(obj.key_prefix, seq), 0, txn.ts, user.id, txn.ts, user.id, txn.ts)
+            owner_col = (user.id,) if obj.owned else ()
+            batch.append(
+                (seq, *system, *owner_col, *(f.encode(record.get(f.name, f.default)) for f in columns))
+            )
+            if len(batch) >= chunk:
+                txn.conn.executemany(sql, batch)
+                total += len(batch)
+                batch.clear()
+        txn.conn.executemany(sql, batch)
+        total += len(batch)
+    return total
+
+
 @dataclass
 class _Pools:
     """Faker values drawn once; columns pick from them."""
@@ -114,7 +164,7 @@ class _Pools:
 class Seeder:
     """Writes one seeded data set into an org's SQLite store."""
 
-    def __init__(self, org: Org, seed: int, as_of: int | None = None) -> None:
+    def __init__(self, org: Database, seed: int, as_of: int | None = None) -> None:
         self.org = org
         self.rng = random.Random(seed)
         fake = Faker("en_US")

@@ -1,4 +1,5 @@
-"""The HTTPS API: a Starlette app that routes Salesforce's login, REST and sObject Collections paths."""
+"""The HTTPS API: a Starlette app that answers Salesforce's login, REST, sObject Collections, Composite and
+Bulk API 2.0 paths (the REST resources through Starlette routes), with fault injection and admin calls."""
 
 from __future__ import annotations
 
@@ -11,30 +12,30 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from . import admin, bulk, composite, faults
 from .auth import Sessions, oauth_token, soap_login
 from .bulk import BulkJobs, Job
+from .calls import MAX_VERSION, MIN_VERSION, Call
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
 from .ids import normalize_id
 from .query import QueryEngine, batch_size
 from .schema import SObject, format_datetime, now_ms, parse_datetime
-from .store import Org, Txn, User, quote
+from .store import Org, Txn, User
 
 log = logging.getLogger("localorg")
 
-MIN_VERSION, MAX_VERSION = 31, 62
 COLLECTION_LIMIT = 200
 REPLICATION_DAYS = 30
 _MINUTE = 60_000
@@ -76,49 +77,16 @@ _ROLLED_BACK = RecordError(
 )
 
 
-@dataclass
-class Call:
-    """One API request after authentication."""
-
-    method: str
-    path: str
-    match: re.Match[str]
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    version: str
-    user: User
-
-    def param(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise SalesforceError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
-
-
 Handler = Callable[["Api", Call], tuple[int, Any]]
-_ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = []
-
-
-def route(pattern: str, *methods: str) -> Callable[[Handler], Handler]:
-    """Register a handler for a path under ``/services/data/vXX.X/`` (trailing slash optional)."""
-
-    def register(fn: Handler) -> Handler:
-        compiled = re.compile(pattern + "/?")
-        for existing, handlers in _ROUTES:
-            if existing.pattern == compiled.pattern:
-                handlers.update(dict.fromkeys(methods, fn))
-                return fn
-        _ROUTES.append((compiled, dict.fromkeys(methods, fn)))
-        # Literal paths (sobjects/X/describe) win over patterns (sobjects/X/{id}): most literal text first.
-        _ROUTES.sort(key=lambda r: -len(re.sub(r"\(\?P<\w+>[^)]*\)", "", r[0].pattern)))
-        return fn
-
-    return register
+# Path parameters of the REST resources, as Salesforce's paths spell them (others are any one segment).
+for _name, _regex in {
+    "sf_name": r"\w+",  # an sObject, field or job name
+    "sf_query": "query|queryAll",
+    "sf_locator": r"01g[0-9A-Za-z]{12,15}-\d+",  # a query's next-records locator
+    "sf_job_kind": "query|ingest",
+    "sf_job_results": "successfulResults|failedResults|unprocessedRecords",
+}.items():
+    register_url_convertor(_name, type(f"{_name}_convertor", (StringConvertor,), {"regex": _regex})())
 
 
 def _release_label(version: int) -> str:
@@ -136,7 +104,7 @@ class Api:
         self.daily_limit = daily_api_requests
         self.faults = faults.Faults()
         org.write_hook = self.faults.check_record_write
-        self.bulk = BulkJobs(self, org.data_dir / "bulk")
+        self.bulk = BulkJobs(org, self.engine, self.faults, org.data_dir / "bulk")
         self.admin_token = admin.admin_token(org.data_dir)
         org.purge_expired()
 
@@ -347,22 +315,27 @@ class Api:
     ) -> tuple[int, Any]:
         """Run the handler for ``rest`` (the path after ``/services/data/vXX.X/``): the one code path of
         every API request and every Composite subrequest. ``headers`` have lower-case names."""
-        for pattern, handlers in _ROUTES:
-            match = pattern.fullmatch(rest)
-            if match is None:
-                continue
-            handler = handlers.get(method)
-            if handler is None:
-                allowed = ",".join(sorted(handlers))
-                raise SalesforceError(
-                    405,
-                    "METHOD_NOT_ALLOWED",
-                    f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
-                )
-            call = Call(
-                method, path, match, parse_qs(query, keep_blank_values=True), headers, body, version, user
+        # One trailing slash is allowed. The first resource whose path matches answers, so a literal
+        # segment (sobjects/Lead/describe) is never taken for a record Id, whatever the method.
+        scope = {"type": "http", "method": method, "path": "/" + rest.removesuffix("/")}
+        resource = next((r for r in ROUTES if _path_matches(r, scope)), None)
+        if resource is None:
+            raise not_found()
+        routes = [r for r in ROUTES if r.path == resource.path]
+        route = next((r for r in routes if method in _methods(r)), None)
+        if route is None:
+            allowed = ",".join(sorted(set().union(*map(_methods, routes))))
+            raise SalesforceError(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
             )
-            return handler(self, call)
+        params = route.matches(scope)[1]["path_params"]
+        call = Call(
+            method, path, params, parse_qs(query, keep_blank_values=True), headers, body, version, user
+        )
+        handler: Handler = route.endpoint
+        return handler(self, call)
         raise not_found()
 
     # -- helpers shared by handlers ---------------------------------------------------------------
@@ -379,21 +352,7 @@ class Api:
     ) -> tuple[str, bool]:
         """Create or update by external id: (Id, created)."""
         f = self.engine.external_id_field(txn.user, obj, field_name)
-        key = f.encode(value)
-        vis, params = self.org.visibility(txn.user, obj, "t")
-        sql = (
-            f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t.{quote(f.name)} = ? AND +t."IsDeleted" = 0 '
-            f"AND {vis} LIMIT 2"
-        )
-        matches = [r[0] for r in txn.conn.execute(sql, (key, *params))]
-        if len(matches) > 1:
-            raise SalesforceError(
-                300, "MULTIPLE_CHOICES", f"More than one record found for {f.name}: {value}"
-            )
-        body = {k: v for k, v in record.items() if k.lower() != f.name.lower()}
-        if matches:
-            return self.org.save(txn, obj, body, matches[0]), False
-        return self.org.save(txn, obj, {**body, f.name: value}), True
+        return self.org.upsert(txn, obj, f, value, record)
 
 
 def _session_token(request: Request) -> str:
@@ -482,25 +441,21 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
 # -- describe and limits ----------------------------------------------------------------------------
 
 
-@route(r"sobjects", "GET")
 def describe_global(api: Api, call: Call) -> tuple[int, Any]:
     objects = [o.describe_global(call.version) for o in api.org.schema.objects.values()]
     return 200, {"encoding": "UTF-8", "maxBatchSize": COLLECTION_LIMIT, "sobjects": objects}
 
 
-@route(r"sobjects/(?P<obj>\w+)/describe", "GET")
 def describe_object(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     return 200, api.org.schema.describe(obj, call.user.profile, call.version)
 
 
-@route(r"sobjects/(?P<obj>\w+)", "GET")
 def object_metadata(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     return 200, {"objectDescribe": obj.describe_global(call.version), "recentItems": []}
 
 
-@route(r"limits", "GET")
 def limits(api: Api, call: Call) -> tuple[int, Any]:
     maxima = {**_LIMITS, "DailyApiRequests": api.daily_limit}
     used = {"DailyApiRequests": api.org.api_usage(), **api.bulk.usage()}
@@ -512,27 +467,26 @@ def limits(api: Api, call: Call) -> tuple[int, Any]:
 # -- query ------------------------------------------------------------------------------------------
 
 
-@route(r"(?P<endpoint>query|queryAll)", "GET")
 def query(api: Api, call: Call) -> tuple[int, Any]:
     soql = call.param("q")
     if not soql:
         raise SalesforceError(400, "MALFORMED_QUERY", "A query string has to be specified")
     batch = batch_size(call.headers.get("sforce-query-options"))
-    return 200, api.engine.execute(call.user, soql, call.match["endpoint"] == "queryAll", batch, call.version)
+    return 200, api.engine.execute(
+        call.user, soql, call.params["endpoint"] == "queryAll", batch, call.version
+    )
 
 
-@route(r"(?:query|queryAll)/(?P<locator>01g[0-9A-Za-z]{12,15}-\d+)", "GET")
 def query_more(api: Api, call: Call) -> tuple[int, Any]:
     batch = batch_size(call.headers.get("sforce-query-options"))
-    return 200, api.engine.more(call.user, call.match["locator"], batch, call.version)
+    return 200, api.engine.more(call.user, call.params["locator"], batch, call.version)
 
 
 # -- single records ---------------------------------------------------------------------------------
 
 
-@route(r"sobjects/(?P<obj>\w+)", "POST")
 def create(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     with api.org.write(call.user) as txn:
         record_id = api.save_one(txn, obj, call.json(), None)
     return 201, {"id": record_id, "success": True, "errors": []}
@@ -543,10 +497,9 @@ def _fields_param(call: Call) -> list[str] | None:
     return [f for f in fields.split(",") if f.strip()] if fields else None
 
 
-@route(r"sobjects/(?P<obj>\w+)/(?P<id>[^/]+)", "GET")
 def retrieve(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
-    return 200, api.engine.retrieve(call.user, obj, call.match["id"], _fields_param(call), call.version)
+    obj = api.sobject(call.params["obj"])
+    return 200, api.engine.retrieve(call.user, obj, call.params["id"], _fields_param(call), call.version)
 
 
 def _record_id(obj: SObject, raw: str) -> str:
@@ -558,40 +511,36 @@ def _record_id(obj: SObject, raw: str) -> str:
     return record_id
 
 
-@route(r"sobjects/(?P<obj>\w+)/(?P<id>[^/]+)", "PATCH")
 def update(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     with api.org.write(call.user) as txn:
-        api.save_one(txn, obj, call.json(), _record_id(obj, call.match["id"]))
+        api.save_one(txn, obj, call.json(), _record_id(obj, call.params["id"]))
     return 204, None
 
 
-@route(r"sobjects/(?P<obj>\w+)/(?P<id>[^/]+)", "DELETE")
 def delete(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     with api.org.write(call.user) as txn:
-        api.org.delete(txn, obj, _record_id(obj, call.match["id"]))
+        api.org.delete(txn, obj, _record_id(obj, call.params["id"]))
     return 204, None
 
 
-@route(r"sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", "GET")
 def retrieve_by_external_id(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     return 200, api.engine.retrieve_by_external_id(
-        call.user, obj, call.match["field"], call.match["value"], _fields_param(call), call.version
+        call.user, obj, call.params["field"], call.params["value"], _fields_param(call), call.version
     )
 
 
-@route(r"sobjects/(?P<obj>\w+)/(?P<field>\w+)/(?P<value>[^/]+)", "PATCH")
 def upsert(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     record = call.json()
     if not isinstance(record, dict):
         raise SalesforceError(
             400, "JSON_PARSER_ERROR", "Cannot deserialize instance of sObject from request body"
         )
     with api.org.write(call.user) as txn:
-        record_id, created = api.upsert_one(txn, obj, call.match["field"], call.match["value"], record)
+        record_id, created = api.upsert_one(txn, obj, call.params["field"], call.params["value"], record)
     if created:
         return 201, {"id": record_id, "success": True, "errors": [], "created": True}
     # From API v46.0 an update through upsert answers 200 with a body; before, 204.
@@ -627,22 +576,15 @@ def _window(call: Call) -> tuple[int, int]:
     return start, min(end, now)
 
 
-@route(r"sobjects/(?P<obj>\w+)/updated", "GET")
 def updated(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     start, latest = _window(call)
-    vis, params = api.org.visibility(call.user, obj, "t")
-    sql = (
-        f'SELECT t."Id" FROM {quote(obj.name)} t WHERE t."SystemModstamp" >= ? AND t."SystemModstamp" < ? '
-        f'AND t."IsDeleted" = 0 AND {vis} ORDER BY t."SystemModstamp", t.rowid'
-    )
-    ids = [r[0] for r in api.org.conn().execute(sql, (start, latest, *params))]
+    ids = api.engine.updated_ids(call.user, obj, start, latest)
     return 200, {"ids": ids, "latestDateCovered": format_datetime(latest)}
 
 
-@route(r"sobjects/(?P<obj>\w+)/deleted", "GET")
 def deleted(api: Api, call: Call) -> tuple[int, Any]:
-    obj = api.sobject(call.match["obj"])
+    obj = api.sobject(call.params["obj"])
     start, latest = _window(call)
     rows = api.org.deleted_records(call.user, obj, start, latest)
     return 200, {
@@ -719,7 +661,6 @@ def _typed(api: Api, record: Any) -> tuple[SObject, dict[str, Any]]:
     return obj, {k: v for k, v in record.items() if k != "attributes"}
 
 
-@route(r"composite/sobjects", "POST")
 def collection_create(api: Api, call: Call) -> tuple[int, Any]:
     records, all_or_none = _records(call)
 
@@ -734,7 +675,6 @@ def collection_create(api: Api, call: Call) -> tuple[int, Any]:
     return 200, _collection(api, call, [create_one(r) for r in records], all_or_none)
 
 
-@route(r"composite/sobjects", "PATCH")
 def collection_update(api: Api, call: Call) -> tuple[int, Any]:
     records, all_or_none = _records(call)
 
@@ -757,11 +697,10 @@ def collection_update(api: Api, call: Call) -> tuple[int, Any]:
     return 200, _collection(api, call, [update_one(r) for r in records], all_or_none)
 
 
-@route(r"composite/sobjects/(?P<obj>\w+)/(?P<field>\w+)", "PATCH")
 def collection_upsert(api: Api, call: Call) -> tuple[int, Any]:
     records, all_or_none = _records(call)
-    obj = api.sobject(call.match["obj"])
-    f = api.engine.external_id_field(call.user, obj, call.match["field"])
+    obj = api.sobject(call.params["obj"])
+    f = api.engine.external_id_field(call.user, obj, call.params["field"])
 
     def upsert_one(record: Any) -> Callable[[Txn], dict[str, Any]]:
         def run(txn: Txn) -> dict[str, Any]:
@@ -782,7 +721,6 @@ def collection_upsert(api: Api, call: Call) -> tuple[int, Any]:
     return 200, _collection(api, call, [upsert_one(r) for r in records], all_or_none)
 
 
-@route(r"composite/sobjects", "DELETE")
 def collection_delete(api: Api, call: Call) -> tuple[int, Any]:
     ids = [i for i in (call.param("ids") or "").split(",") if i]
     all_or_none = (call.param("allOrNone") or "false").lower() == "true"
@@ -817,34 +755,29 @@ def collection_delete(api: Api, call: Call) -> tuple[int, Any]:
 # -- Composite --------------------------------------------------------------------------------------
 
 
-@route(r"composite", "POST")
 def composite_request(api: Api, call: Call) -> tuple[int, Any]:
-    return 200, composite.run(api, call)
+    return 200, composite.run(call, api.org, api.route_call)
 
 
 # -- Bulk API 2.0 -----------------------------------------------------------------------------------
 
 
-@route(r"jobs/(?P<kind>query|ingest)", "POST")
 def bulk_create(api: Api, call: Call) -> tuple[int, Any]:
-    create = api.bulk.create_query if call.match["kind"] == "query" else api.bulk.create_ingest
+    create = api.bulk.create_query if call.params["kind"] == "query" else api.bulk.create_ingest
     return 200, create(call.user, call.json(), call.version, call.path)
 
 
-@route(r"jobs/(?P<kind>query|ingest)", "GET")
 def bulk_list(api: Api, call: Call) -> tuple[int, Any]:
-    return 200, api.bulk.list(call.user, call.match["kind"])
+    return 200, api.bulk.list(call.user, call.params["kind"])
 
 
-@route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "GET")
 def bulk_info(api: Api, call: Call) -> tuple[int, Any]:
-    job = api.bulk.get(call.user, call.match["kind"], call.match["job"])
+    job = api.bulk.get(call.user, call.params["kind"], call.params["job"])
     return 200, _HeldStatus(job, bulk.STATUS_HOLD_SECONDS) if job.running else job.info()
 
 
-@route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "PATCH")
 def bulk_state(api: Api, call: Call) -> tuple[int, Any]:
-    job = api.bulk.get(call.user, call.match["kind"], call.match["job"])
+    job = api.bulk.get(call.user, call.params["kind"], call.params["job"])
     body = call.json()
     if job.kind == "ingest":
         return 200, api.bulk.set_state(job, body)
@@ -853,31 +786,71 @@ def bulk_state(api: Api, call: Call) -> tuple[int, Any]:
     return 200, api.bulk.abort(job)
 
 
-@route(r"jobs/(?P<kind>query|ingest)/(?P<job>\w+)", "DELETE")
 def bulk_delete(api: Api, call: Call) -> tuple[int, Any]:
-    api.bulk.delete(api.bulk.get(call.user, call.match["kind"], call.match["job"]))
+    api.bulk.delete(api.bulk.get(call.user, call.params["kind"], call.params["job"]))
     return 204, None
 
 
-@route(r"jobs/query/(?P<job>\w+)/results", "GET")
 def bulk_query_results(api: Api, call: Call) -> tuple[int, Any]:
-    job = api.bulk.get(call.user, "query", call.match["job"])
+    job = api.bulk.get(call.user, "query", call.params["job"])
     body, headers = api.bulk.results(job, call.param("locator"), call.param("maxRecords"))
     return 200, StreamingResponse(body, 200, headers, media_type="text/csv")
 
 
-@route(r"jobs/ingest/(?P<job>\w+)/batches", "PUT")
 def bulk_upload(api: Api, call: Call) -> tuple[int, Any]:
-    api.bulk.upload(api.bulk.get(call.user, "ingest", call.match["job"]), call.body)
+    api.bulk.upload(api.bulk.get(call.user, "ingest", call.params["job"]), call.body)
     return 201, Response(status_code=201)
 
 
-@route(r"jobs/ingest/(?P<job>\w+)/(?P<results>successfulResults|failedResults|unprocessedRecords)", "GET")
 def bulk_ingest_results(api: Api, call: Call) -> tuple[int, Any]:
-    job = api.bulk.get(call.user, "ingest", call.match["job"])
+    job = api.bulk.get(call.user, "ingest", call.params["job"])
     return 200, StreamingResponse(
-        api.bulk.ingest_results(job, call.match["results"]), 200, media_type="text/csv"
+        api.bulk.ingest_results(job, call.params["results"]), 200, media_type="text/csv"
     )
+
+
+# The REST resources under /services/data/vXX.X/, one Starlette route per path and method set. A path that
+# another's parameter would also match (sobjects/{obj}/describe) comes before it: see Api.route_call.
+ROUTES = [
+    Route("/sobjects", describe_global, methods=["GET"]),
+    Route("/sobjects/{obj:sf_name}/describe", describe_object, methods=["GET"]),
+    Route("/sobjects/{obj:sf_name}/updated", updated, methods=["GET"]),
+    Route("/sobjects/{obj:sf_name}/deleted", deleted, methods=["GET"]),
+    Route("/sobjects/{obj:sf_name}", object_metadata, methods=["GET"]),
+    Route("/sobjects/{obj:sf_name}", create, methods=["POST"]),
+    Route("/sobjects/{obj:sf_name}/{id}", retrieve, methods=["GET"]),
+    Route("/sobjects/{obj:sf_name}/{id}", update, methods=["PATCH"]),
+    Route("/sobjects/{obj:sf_name}/{id}", delete, methods=["DELETE"]),
+    Route("/sobjects/{obj:sf_name}/{field:sf_name}/{value}", retrieve_by_external_id, methods=["GET"]),
+    Route("/sobjects/{obj:sf_name}/{field:sf_name}/{value}", upsert, methods=["PATCH"]),
+    Route("/limits", limits, methods=["GET"]),
+    Route("/{endpoint:sf_query}", query, methods=["GET"]),
+    Route("/{endpoint:sf_query}/{locator:sf_locator}", query_more, methods=["GET"]),
+    Route("/composite/sobjects", collection_create, methods=["POST"]),
+    Route("/composite/sobjects", collection_update, methods=["PATCH"]),
+    Route("/composite/sobjects", collection_delete, methods=["DELETE"]),
+    Route("/composite/sobjects/{obj:sf_name}/{field:sf_name}", collection_upsert, methods=["PATCH"]),
+    Route("/composite", composite_request, methods=["POST"]),
+    Route("/jobs/{kind:sf_job_kind}", bulk_create, methods=["POST"]),
+    Route("/jobs/{kind:sf_job_kind}", bulk_list, methods=["GET"]),
+    Route("/jobs/{kind:sf_job_kind}/{job:sf_name}", bulk_info, methods=["GET"]),
+    Route("/jobs/{kind:sf_job_kind}/{job:sf_name}", bulk_state, methods=["PATCH"]),
+    Route("/jobs/{kind:sf_job_kind}/{job:sf_name}", bulk_delete, methods=["DELETE"]),
+    Route("/jobs/query/{job:sf_name}/results", bulk_query_results, methods=["GET"]),
+    Route("/jobs/ingest/{job:sf_name}/batches", bulk_upload, methods=["PUT"]),
+    Route("/jobs/ingest/{job:sf_name}/{results:sf_job_results}", bulk_ingest_results, methods=["GET"]),
+]
+
+
+def _path_matches(route: Route, scope: Scope) -> bool:
+    """Whether the route's path matches, whatever the method. Starlette's path patterns end in ``$``,
+    which also matches before a final newline (an encoded one ends the path): the whole path must match."""
+    return route.matches(scope)[0] is not Match.NONE and bool(route.path_regex.fullmatch(scope["path"]))
+
+
+def _methods(route: Route) -> set[str]:
+    """The route's methods as declared (Starlette adds HEAD to GET routes; Salesforce's REST API does not)."""
+    return (route.methods or set()) - {"HEAD"}
 
 
 def create_app(org: Org, session_timeout: float, daily_api_requests: int) -> Starlette:
