@@ -37,6 +37,18 @@ def by_id_query(sobject: str, fields: list[str], ids: list[str]) -> str:
     return format_soql(f"SELECT {', '.join(fields)} FROM {sobject} WHERE Id IN {{}}", ids)
 
 
+def changed_since(
+    sobject: str, fields: list[str], cursor: str, since: datetime | None, ids: list[str] | None
+) -> str:
+    """Id and ``fields`` of the records whose ``cursor`` is ``since`` or later (all when None), among ``ids``
+    when given: what a push compares its changes with."""
+    conditions = [f"{cursor} >= {literal(since)}"] if since else []
+    if ids is not None:
+        conditions.append(format_soql("Id IN {}", ids))
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT Id, {', '.join(fields)} FROM {sobject}{where}"
+
+
 def created_query(sobject: str, fields: list[str], start: datetime, end: datetime) -> str:
     """Records created in ``[start, end)``: one slice of a full load."""
     return (

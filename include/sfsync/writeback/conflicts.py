@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, cast
 
 import psycopg
 from psycopg.types.json import Jsonb
-from simple_salesforce.format import format_soql
 
 from sfsync import soql, state
 from sfsync.context import Context
+from sfsync.extract import start_of_window
 from sfsync.registry import SyncObject
 from sfsync.writeback.fields import NOT_SENT, Fields
 from sfsync.writeback.pending import Change
@@ -141,15 +141,9 @@ def _salesforce_values(
     if not updates or not columns:
         return {}
     watermark = state.object_state(context.conn, entry.sobject).watermark
-    conditions = []
-    if watermark:
-        since = watermark - timedelta(seconds=context.settings.lookback_seconds)
-        conditions.append(f"{entry.cursor_field} >= {soql.literal(since)}")
-    if len(updates) <= COLLECTION_SIZE:
-        conditions.append(format_soql("Id IN {}", [c.sfid for c in updates]))
-    query = f"SELECT Id, {', '.join(names[c] for c in columns)} FROM {entry.sobject}"
-    if conditions:
-        query += " WHERE " + " AND ".join(conditions)
+    ids = [c.sfid for c in updates if c.sfid] if len(updates) <= COLLECTION_SIZE else None
+    since = start_of_window(watermark, context.settings)
+    query = soql.changed_since(entry.sobject, [names[c] for c in columns], entry.cursor_field, since, ids)
     latest = {}
     for page in context.sf.query_pages(query, entry.page_size):
         for found in page["records"]:
