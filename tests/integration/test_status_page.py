@@ -1,0 +1,292 @@
+"""The "Salesforce sync" page in a real ``airflow api-server``: run history made by real syncs against a
+local org (one push refused by Salesforce through the org's fault rules), then its API with real logins and
+permissions, and the page in headless Chromium inside the Airflow UI. Screenshots go to
+``.sfsync/test/artifacts/``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+import requests
+from airflow.utils.state import DagRunState
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from simple_salesforce import Salesforce
+
+from localorg.testing import free_port, running_org, sample_lead
+
+pytestmark = pytest.mark.integration
+
+PROJECT = Path(__file__).resolve().parents[2]
+ARTIFACTS = PROJECT / ".sfsync" / "test" / "artifacts"
+USERS = {"admin": "admin", "vera": "viewer"}  # user -> role; each one's password is their name reversed
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def password(user: str) -> str:
+    return user[::-1] + "-Pw1"
+
+
+@dataclass
+class Served:
+    base: str  # the api-server, e.g. http://127.0.0.1:8123
+    warehouse_url: str
+    secrets: list[str]  # values that must never appear in a page or an answer
+
+    def token(self, user: str) -> str:
+        answer = requests.post(
+            f"{self.base}/auth/token", json={"username": user, "password": password(user)}, timeout=10
+        )
+        answer.raise_for_status()
+        return str(answer.json()["access_token"])
+
+    def get(self, path: str, user: str | None = None, **kwargs: object) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token(user)}"} if user else {}
+        return requests.get(
+            f"{self.base}{path}", headers=headers, timeout=30, allow_redirects=False, **kwargs
+        )
+
+    def post(self, path: str, user: str | None = None) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token(user)}"} if user else {}
+        return requests.post(f"{self.base}{path}", headers=headers, json={}, timeout=30)
+
+    def fetch(self, query: str, params: list | None = None) -> list[tuple]:
+        with psycopg.connect(self.warehouse_url) as conn:
+            return conn.execute(query, params).fetchall()
+
+
+def _sync(dagbag, table: str) -> None:
+    dag = dagbag.dags[f"sf_sync__{table}"]
+    for task in dag.tasks:
+        task.retries = 0
+    assert dag.test().state == DagRunState.SUCCESS
+
+
+@contextlib.contextmanager
+def _api_server(env: dict[str, str]) -> Iterator[str]:
+    """``airflow api-server`` with the plugin, on a free port, until the block ends (its whole group)."""
+    port = free_port()
+    log = open(ARTIFACTS / "api-server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "airflow", "api-server", "-p", str(port), "-H", "127.0.0.1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, (ARTIFACTS / "api-server.log").read_text()[-3000:]
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the api-server did not answer within 90 s"
+            time.sleep(0.5)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def served(dagbag, postgres_server, tmp_path_factory) -> Iterator[Served]:
+    """Real run history (Lead: three syncs, a refused push; Campaign: one sync) in a fresh warehouse,
+    served by a real api-server that knows the DAGs and two users: ``admin`` and ``vera`` (a viewer)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    name = f"sfsync_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    warehouse_url = make_conninfo(postgres_server, dbname=name)
+    p = conninfo_to_dict(postgres_server)
+    auth = quote(str(p["user"]), safe="") + (
+        ":" + quote(str(p["password"]), safe="") if p.get("password") else ""
+    )
+    with (
+        running_org(tmp_path_factory.mktemp("org")) as org,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("AIRFLOW_CONN_MARKETING_WAREHOUSE", f"postgres://{auth}@{p['host']}:{p['port']}/{name}")
+        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", org.airflow_conn_json("integration"))
+        mp.setenv("REQUESTS_CA_BUNDLE", str(org.ca_file))
+        sf_admin = Salesforce(**org.salesforce_kwargs("admin"))
+        leads = [sf_admin.Lead.create(sample_lead())["id"] for _ in range(3)]
+        _sync(dagbag, "lead")
+        _sync(dagbag, "campaign")
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET title = 'VP' WHERE id = %s", [leads[0]])
+        assert org.admin("faults", {"kind": "lock_row", "count": 1})[0] == 200
+        _sync(dagbag, "lead")  # the push is refused: UNABLE_TO_LOCK_ROW, retried after a backoff
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute("UPDATE salesforce.lead SET title = 'CTO' WHERE id = %s", [leads[1]])
+        _sync(dagbag, "lead")  # this push lands; the refused one waits for its backoff
+        home = Path(os.environ["AIRFLOW_HOME"])
+        (home / "simple_auth_manager_passwords.json.generated").write_text(
+            json.dumps({user: password(user) for user in USERS})
+        )
+        env = os.environ | {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+            "AIRFLOW__API__WORKERS": "1",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True, capture_output=True
+        )
+        with _api_server(env) as base:
+            yield Served(base, warehouse_url, [json.loads(org.airflow_conn_json("integration"))["password"]])
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _expected(served: Served, sobject: str) -> dict[str, int]:
+    """The numbers the page must show for ``sobject``, read from the warehouse by hand."""
+    ((rows_in, rows_out),) = served.fetch(
+        "SELECT coalesce(sum(new + updated + deleted) FILTER (WHERE direction = 'inbound'), 0),"
+        " coalesce(sum(new + updated + deleted) FILTER (WHERE direction = 'outbound'), 0)"
+        " FROM sfsync.sync_runs WHERE sobject = %s AND started_at > now() - interval '24 hours'",
+        [sobject],
+    )
+    ((errors,),) = served.fetch("SELECT count(*) FROM sfsync.sync_errors WHERE sobject = %s", [sobject])
+    ((backlog,),) = served.fetch(
+        "SELECT count(DISTINCT row_id) FROM sfsync.outbox WHERE sobject = %s AND pushed_at IS NULL", [sobject]
+    )
+    return {"rows_in_24h": rows_in, "rows_out_24h": rows_out, "open_errors": errors, "backlog": backlog}
+
+
+def test_the_api_needs_a_login_and_shows_only_what_the_user_may_read(served):
+    for path in ("/sfsync/api/overview", "/sfsync/api/org", "/sfsync/api/objects/Lead", "/sfsync/metrics"):
+        assert served.get(path).status_code == 401, path
+    assert served.post("/sfsync/api/objects/Lead/sync").status_code == 401
+    page = served.get("/sfsync/")
+    assert page.status_code == 303 and "/auth/login" in page.headers["location"], "a page asks to log in"
+    assert served.get("/sfsync/api/objects/Nope", "admin").status_code == 404
+
+
+def test_a_viewer_sees_the_numbers_and_cannot_act(served):
+    overview = served.get("/sfsync/api/overview", "vera")
+    assert overview.status_code == 200
+    assert "Lead" in {o["sobject"] for o in overview.json()["objects"]}
+    assert served.post("/sfsync/api/objects/Lead/sync", "vera").status_code == 403
+    ((row_id,),) = served.fetch("SELECT row_id FROM sfsync.sync_errors WHERE sobject = 'Lead'")
+    for action in ("retry", "dismiss"):
+        refused = served.post(f"/sfsync/api/objects/Lead/errors/{row_id}/{action}", "vera")
+        assert refused.status_code == 403, action
+    assert served.fetch("SELECT count(*) FROM sfsync.sync_errors") == [(1,)], "nothing changed"
+
+
+def test_the_json_equals_the_warehouse_and_metrics_parse(served):
+    answer = served.get("/sfsync/api/overview", "admin").json()
+    objects = {o["sobject"]: o for o in answer["objects"]}
+    for sobject in ("Lead", "Campaign"):
+        got = objects[sobject]
+        assert {k: got[k] for k in ("rows_in_24h", "rows_out_24h", "open_errors", "backlog")} == _expected(
+            served, sobject
+        )
+        ((watermark,),) = served.fetch(
+            "SELECT watermark FROM sfsync.sync_state WHERE sobject = %s", [sobject]
+        )
+        assert got["lag_seconds"] == pytest.approx(time.time() - watermark.timestamp(), abs=30)
+        assert got["next_run"] is not None or got["paused"], "the next run comes from Airflow"
+    assert objects["Lead"]["open_errors"] == 1 and objects["Lead"]["rows_out_24h"] >= 1
+    ((used, limit),) = served.fetch("SELECT used, max FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1")
+    assert (answer["org"]["used"], answer["org"]["limit"]) == (used, limit)
+    assert served.get("/sfsync/api/org", "admin").json()["used"] == used
+
+    detail = served.get("/sfsync/api/objects/Lead?days=7", "admin").json()
+    (error,) = detail["errors"]
+    assert (error["status_code"], error["transient"], error["attempts"]) == ("UNABLE_TO_LOCK_ROW", True, 1)
+    ((runs,),) = served.fetch("SELECT count(*) FROM sfsync.sync_runs WHERE sobject = 'Lead'")
+    assert len(detail["runs"]) == runs
+    assert sum(p["rows_in"] for p in detail["series"]) == _expected(served, "Lead")["rows_in_24h"]
+    assert served.get("/sfsync/api/objects/Lead?days=3", "admin").status_code == 422
+
+    metrics = served.get("/sfsync/metrics", "admin")
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    label = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
+    sample = re.compile(rf"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{{{label}(,{label})*\}})? \S+$")
+    lines = [line for line in metrics.text.splitlines() if line and not line.startswith("#")]
+    assert lines and all(sample.match(line) for line in lines), metrics.text
+    for value in [line.rsplit(" ", 1)[1] for line in lines]:
+        float(value)
+    for text in (metrics.text, json.dumps(answer), json.dumps(detail)):
+        assert not any(secret in text for secret in served.secrets)
+
+
+def test_the_page_in_the_airflow_ui(served):
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), "make test installs Debian's chromium when it is missing"
+    expected = {s: _expected(served, s) for s in ("Lead", "Campaign")}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.goto(f"{served.base}/auth/login")
+            page.fill("input[name='username']", "admin")
+            page.fill("input[name='password']", password("admin"))
+            page.click("button[type='submit']")
+            page.wait_for_url(re.compile(r"^(?!.*/auth/login).*$"))
+            page.goto(f"{served.base}/plugin/salesforce-sync")
+            frame = page.frame_locator("iframe[title='Salesforce sync']")
+            for sobject, numbers in expected.items():
+                row = frame.locator(f"tr[data-sobject='{sobject}']")
+                for key, value in numbers.items():
+                    expect(row.locator(f"[data-k='{key}']")).to_have_text(f"{value:,}")
+            expect(frame.locator("tr[data-sobject='Lead'] [data-k='health']")).to_have_text(
+                re.compile("healthy|late|failing")
+            )
+            ((used,),) = served.fetch("SELECT used FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1")
+            expect(frame.locator("[data-k='api_used']")).to_have_text(f"{used:,}")
+            page.screenshot(path=ARTIFACTS / "status-overview.png", full_page=True)
+
+            frame.locator("tr[data-sobject='Lead'] a").first.click()
+            expect(frame.locator("h1")).to_contain_text("Lead")
+            expect(frame.locator("figure[data-chart='rows'] svg rect").first).to_be_attached()
+            error = frame.locator("#error-table tbody tr")
+            expect(error).to_have_count(1)
+            expect(error.locator("[data-k='status_code']")).to_have_text("UNABLE_TO_LOCK_ROW")
+            ((sfid,),) = served.fetch("SELECT sfid FROM sfsync.sync_errors")
+            expect(error.locator("[data-k='sfid']")).to_have_text(sfid)
+            page.screenshot(path=ARTIFACTS / "status-lead.png", full_page=True)
+            html = frame.locator("html").inner_html()
+            assert not any(secret in html for secret in served.secrets)
+            assert not any(c["value"] in html for c in page.context.cookies()), "no session on the page"
+
+            frame.locator("button:has-text('Sync now')").click()
+            expect(frame.locator(".notice")).to_contain_text("queued")
+            page.screenshot(path=ARTIFACTS / "status-sync-now.png", full_page=True)
+        finally:
+            browser.close()
+    runs = served.get("/api/v2/dags/sf_sync__lead/dagRuns?run_type=manual", "admin").json()["dag_runs"]
+    queued = [r for r in runs if r["triggered_by"] == "ui" and r["triggering_user_name"] == "admin"]
+    assert [r["state"] for r in queued] == ["queued"], runs
