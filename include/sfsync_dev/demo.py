@@ -25,6 +25,7 @@ AIRFLOW_HOME = PROJECT_ROOT / ".airflow"
 ORG_DIR = PROJECT_ROOT / ".sfsync" / "localorg"
 ORG_PORT = 8443
 UI = "http://localhost:8080"
+STATUS_PAGE = f"{UI}/plugin/salesforce-sync"  # the plugin's page, inside the Airflow UI
 
 
 def airflow_environment() -> dict[str, str]:
@@ -51,7 +52,8 @@ def _airflow(env: dict[str, str], *args: str) -> None:
 
 
 def _print_login(standalone: subprocess.Popen[bytes]) -> None:
-    """Once the UI answers, print where it is and how to log in (standalone generates the password)."""
+    """Once the UI answers, print where it and the sync's status page are and how to log in (standalone
+    generates the password)."""
     while standalone.poll() is None:
         try:
             urllib.request.urlopen(f"{UI}/api/v2/version", timeout=2).close()
@@ -60,7 +62,11 @@ def _print_login(standalone: subprocess.Popen[bytes]) -> None:
             time.sleep(1)
     passwords = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
     for user, password in json.loads(passwords.read_text() if passwords.exists() else "{}").items():
-        print(f"\nAirflow UI: {UI}   login: {user}   password: {password}\n", flush=True)
+        print(
+            f"\nAirflow UI: {UI}   login: {user}   password: {password}"
+            f"\nSalesforce sync status: {STATUS_PAGE}\n",
+            flush=True,
+        )
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
