@@ -1,7 +1,7 @@
 """The "Salesforce sync" page of the Airflow UI: a FastAPI app that the plugin mounts at ``/sfsync``.
 
 Every process that loads plugins imports this package (the scheduler and the DAG processor too), so ``app``
-is a thin ASGI callable that imports and builds the real application (``sfsync.ui.app``) on its first
+is a thin ASGI callable that imports and builds the real application (``sfsync.ui.routes``) on its first
 request: only the api-server ever pays for it.
 """
 
@@ -16,14 +16,14 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
 class LazyApp:
-    """An ASGI app that builds ``sfsync.ui.app.create_app()`` when it is first called."""
+    """An ASGI app that builds ``sfsync.ui.routes.create_app()`` when it is first called."""
 
     def __init__(self) -> None:
         self._app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            from sfsync.ui.app import create_app
+            from sfsync.ui.routes import create_app
 
             self._app = create_app()
         await self._app(scope, receive, send)
