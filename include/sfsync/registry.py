@@ -221,6 +221,24 @@ class SyncSettings(BaseModel):
     #: slice, which may copy millions of records, has its own.
     task_timeout_minutes: float = Field(default=30, gt=0)
     slice_timeout_minutes: float = Field(default=240, gt=0)
+    #: The status page's colours: an object is late, then failing, once its watermark is this far behind
+    #: Salesforce, or once this many record errors are open; late too once a warehouse change has waited
+    #: this long for its push.
+    lag_late_minutes: float = Field(default=15, gt=0)
+    lag_failing_minutes: float = Field(default=60, gt=0)
+    errors_late: int = Field(default=1, ge=1)
+    errors_failing: int = Field(default=100, ge=1)
+    backlog_late_minutes: float = Field(default=30, gt=0)
+    #: Run history (runs, decided conflicts, status-page actions) is kept this long; the sync prunes it.
+    run_history_days: float = Field(default=30, gt=0)
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> SyncSettings:
+        if self.lag_failing_minutes <= self.lag_late_minutes:
+            raise ValueError("lag_failing_minutes must be above lag_late_minutes")
+        if self.errors_failing < self.errors_late:
+            raise ValueError("errors_failing must be at least errors_late")
+        return self
 
     @property
     def warehouse_key_column(self) -> str:
