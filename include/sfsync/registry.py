@@ -231,6 +231,18 @@ class SyncSettings(BaseModel):
     backlog_late_minutes: float = Field(default=30, gt=0)
     #: Run history (runs, decided conflicts, status-page actions) is kept this long; the sync prunes it.
     run_history_days: float = Field(default=30, gt=0)
+    #: Alerts: when an object's lag or its open errors reach these, the notifier is called once, with a
+    #: message naming the object and the cause (``{{ sfsync_alert }}`` in the notifier's templated fields),
+    #: and again only after the cause went away and came back. The notifier is an Airflow notifier class
+    #: (e.g. ``airflow.providers.slack.notifications.slack.SlackNotifier``) and its arguments.
+    alert_lag_minutes: float | None = Field(default=None, gt=0)
+    alert_open_errors: int | None = Field(default=None, ge=1)
+    alert_notifier: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    alert_notifier_args: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def alerting(self) -> bool:
+        return self.alert_lag_minutes is not None or self.alert_open_errors is not None
 
     @model_validator(mode="after")
     def _thresholds_in_order(self) -> SyncSettings:

@@ -151,13 +151,19 @@ def overview(conn: psycopg.Connection, registry: Registry) -> list[ObjectStatus]
     return _statuses(conn, registry.settings, list(registry.enabled()))
 
 
+def object_status(conn: psycopg.Connection, registry: Registry, sobject: str) -> ObjectStatus:
+    """One object's status."""
+    (found,) = _statuses(conn, registry.settings, [registry.get(sobject)])
+    return found
+
+
 def object_detail(conn: psycopg.Connection, registry: Registry, sobject: str, days: int = 1) -> ObjectDetail:
     """One object's status, its runs over ``days`` (1 or 7) in time buckets, its recent runs, its open errors
     and its recently decided conflicts."""
     if days not in BUCKETS:
         raise ValueError(f"days must be one of {sorted(BUCKETS)}, not {days}")
     entry = registry.get(sobject)
-    (status,) = _statuses(conn, registry.settings, [entry])
+    status = object_status(conn, registry, sobject)
     period = {"sobject": entry.sobject, "bucket": BUCKETS[days], "period": timedelta(days=days)}
     with conn.cursor(row_factory=class_row(Point)) as cursor:
         series = cursor.execute(statement("status/series"), period).fetchall()

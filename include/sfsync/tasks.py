@@ -113,6 +113,16 @@ def reconcile_ids(sobject: str) -> dict[str, Any]:
     return _changed_rows(sobject, _for_object(reconcile, sobject), ("flagged", "found"))
 
 
+@task(trigger_rule="all_done")
+def check_alerts(sobject: str) -> list[str]:
+    """Raise the object's alerts whose threshold it passed (see ``sfsync.alerts``); whatever the run did."""
+    from sfsync import alerts
+    from sfsync.warehouse import connect
+
+    with connect(WAREHOUSE_CONN_ID) as conn:
+        return alerts.check(conn, load_registry(), sobject, get_current_context())
+
+
 @task(pool=SALESFORCE_POOL)
 def plan_slices(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """Cut each object's history into CreatedDate slices: all of it for a manual run, the data interval

@@ -20,3 +20,14 @@ CREATE TABLE sfsync.actions (
     at         timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX actions_by_time ON sfsync.actions (at);
+
+-- Alerts raised on an object (its lag or open errors passed the registry's threshold): a notifier is called
+-- when one is raised, not again while it stays raised, and it is cleared when the cause goes away.
+CREATE TABLE sfsync.alerts (
+    sobject     text NOT NULL,
+    cause       text NOT NULL CHECK (cause IN ('lag', 'errors')),
+    message     text NOT NULL,
+    raised_at   timestamptz NOT NULL DEFAULT now(),
+    cleared_at  timestamptz
+);
+CREATE UNIQUE INDEX alerts_raised ON sfsync.alerts (sobject, cause) WHERE cleared_at IS NULL;
