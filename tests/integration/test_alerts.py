@@ -4,11 +4,14 @@ naming the object and the cause, the alert clears when the error is gone, and a 
 from __future__ import annotations
 
 import psycopg
+import pytest
 from airflow.models import DagBag
 from airflow.utils.state import DagRunState, TaskInstanceState
 from simple_salesforce import Salesforce
 
 from localorg.testing import sample_lead
+
+pytestmark = pytest.mark.integration
 
 
 def test_an_open_error_raises_one_alert_until_it_is_gone(registry, private_org, warehouse_url, tmp_path):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
+import pytest
 from simple_salesforce import Salesforce
 
 from localorg.testing import sample_lead
 from sfsync import state, status
 from sfsync.registry import load_registry
+
+pytestmark = pytest.mark.integration
 
 
 def one(url: str, query: str, params: list | None = None):
