@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/writeback.py
 	$(BIN)/python bench/localorg_query.py
 	$(BIN)/python bench/localorg_bulk.py
+	$(BIN)/python bench/status_page.py
 
 # Many sync cycles under org activity, faults and killed tasks, then a field-by-field check (bench/soak.py).
 soak: $(STAMP)

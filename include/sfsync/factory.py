@@ -11,6 +11,7 @@ from sfsync.assets import table_asset
 from sfsync.defaults import DAG_DEFAULTS, FULL_LOAD_TIMEOUT
 from sfsync.registry import Registry, SyncObject, SyncSettings
 from sfsync.tasks import (
+    check_alerts,
     copy_slice,
     extract_deltas,
     hand_over,
@@ -55,7 +56,11 @@ def build_sync_dag(entry: SyncObject, settings: SyncSettings) -> DAG:
         prepared >> extracted
         table = table_asset(entry)
         merged = merge_into_target.override(outlets=[table])(entry.sobject, extracted)  # type: ignore[arg-type]  # an XComArg at parse time
-        merged >> reconcile_ids.override(outlets=[table])(entry.sobject)
+        reconciled = reconcile_ids.override(outlets=[table])(entry.sobject)
+        merged >> reconciled
+        if settings.alerting:
+            # A teardown: it runs whatever the run did, and its outcome never decides the run's state.
+            reconciled >> check_alerts(entry.sobject).as_teardown()
     return dag
 
 

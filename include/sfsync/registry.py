@@ -221,6 +221,36 @@ class SyncSettings(BaseModel):
     #: slice, which may copy millions of records, has its own.
     task_timeout_minutes: float = Field(default=30, gt=0)
     slice_timeout_minutes: float = Field(default=240, gt=0)
+    #: The status page's colours: an object is late, then failing, once its watermark is this far behind
+    #: Salesforce, or once this many record errors are open; late too once a warehouse change has waited
+    #: this long for its push.
+    lag_late_minutes: float = Field(default=15, gt=0)
+    lag_failing_minutes: float = Field(default=60, gt=0)
+    errors_late: int = Field(default=1, ge=1)
+    errors_failing: int = Field(default=100, ge=1)
+    backlog_late_minutes: float = Field(default=30, gt=0)
+    #: Run history (runs, decided conflicts, status-page actions) is kept this long; the sync prunes it.
+    run_history_days: float = Field(default=30, gt=0)
+    #: Alerts: when an object's lag or its open errors reach these, the notifier is called once, with a
+    #: message naming the object and the cause (``{{ sfsync_alert }}`` in the notifier's templated fields),
+    #: and again only after the cause went away and came back. The notifier is an Airflow notifier class
+    #: (e.g. ``airflow.providers.slack.notifications.slack.SlackNotifier``) and its arguments.
+    alert_lag_minutes: float | None = Field(default=None, gt=0)
+    alert_open_errors: int | None = Field(default=None, ge=1)
+    alert_notifier: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    alert_notifier_args: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def alerting(self) -> bool:
+        return self.alert_lag_minutes is not None or self.alert_open_errors is not None
+
+    @model_validator(mode="after")
+    def _thresholds_in_order(self) -> SyncSettings:
+        if self.lag_failing_minutes <= self.lag_late_minutes:
+            raise ValueError("lag_failing_minutes must be above lag_late_minutes")
+        if self.errors_failing < self.errors_late:
+            raise ValueError("errors_failing must be at least errors_late")
+        return self
 
     @property
     def warehouse_key_column(self) -> str:

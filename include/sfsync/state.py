@@ -7,7 +7,8 @@
 - the full load's slices, ``sfsync.full_load_slices``;
 - the org's API usage as Salesforce last reported it, ``sfsync.api_usage``.
 
-Statements too long to read inline are in ``sql/state/``. Rows come back as the dataclasses below.
+Statements too long to read inline are in ``sql/state/``. Rows come back as the dataclasses below. The
+status page (``status.py``) reads these tables too, and never writes them; their history is pruned here.
 """
 
 from __future__ import annotations
@@ -158,6 +159,24 @@ def _update_run(conn: psycopg.Connection, key: RunKey, assignment: str, values: 
         + " WHERE run_id = %(run_id)s AND sobject = %(sobject)s AND direction = %(direction)s",
         key.params() | values,
     )  # fmt: skip
+
+
+def prune_history(conn: psycopg.Connection, days: float) -> dict[str, int]:
+    """Delete finished runs, decided conflicts and status-page actions older than ``days``; how many of each.
+    Runs still at work stay (a later run marks them abandoned)."""
+    cutoff = {"cutoff": timedelta(days=days)}
+    return {
+        table: conn.execute(statement, cutoff).rowcount
+        for table, statement in (
+            (
+                "sync_runs",
+                "DELETE FROM sfsync.sync_runs"
+                " WHERE started_at < now() - %(cutoff)s AND finished_at IS NOT NULL",
+            ),
+            ("conflicts", "DELETE FROM sfsync.conflicts WHERE decided_at < now() - %(cutoff)s"),
+            ("actions", "DELETE FROM sfsync.actions WHERE at < now() - %(cutoff)s"),
+        )
+    }
 
 
 # -- Each object's state ------------------------------------------------------------------------------

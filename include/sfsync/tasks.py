@@ -56,12 +56,18 @@ def _changed_rows(sobject: str, result: dict[str, Any], counters: tuple[str, ...
 
 @task
 def prepare_warehouse(conn_id: str = WAREHOUSE_CONN_ID) -> list[str]:
-    """Bring the warehouse schema up to date; return the migrations this run applied."""
+    """Bring the warehouse schema up to date and prune old run history (one run at a time does it); return
+    the migrations this run applied."""
+    from sfsync import locks, state
     from sfsync.migrations import migrate
     from sfsync.warehouse import connect
 
     with connect(conn_id) as conn:
         applied = migrate(conn)
+        with locks.trying(conn, "prune_history") as mine:
+            pruned = state.prune_history(conn, load_registry().settings.run_history_days) if mine else {}
+            if any(pruned.values()):
+                log.info("pruned run history older than the registry's run_history_days: %s", pruned)
     log.info("warehouse schema: %s", ", ".join(applied) or "already up to date")
     return applied
 
@@ -105,6 +111,16 @@ def reconcile_ids(sobject: str) -> dict[str, Any]:
     from sfsync.reconcile import reconcile
 
     return _changed_rows(sobject, _for_object(reconcile, sobject), ("flagged", "found"))
+
+
+@task(trigger_rule="all_done")
+def check_alerts(sobject: str) -> list[str]:
+    """Raise the object's alerts whose threshold it passed (see ``sfsync.alerts``); whatever the run did."""
+    from sfsync import alerts
+    from sfsync.warehouse import connect
+
+    with connect(WAREHOUSE_CONN_ID) as conn:
+        return alerts.check(conn, load_registry(), sobject, get_current_context())
 
 
 @task(pool=SALESFORCE_POOL)
