@@ -170,17 +170,26 @@ def served(dagbag, postgres_server, tmp_path_factory) -> Iterator[Served]:
 
 def _expected(served: Served, sobject: str) -> dict[str, int]:
     """The numbers the page must show for ``sobject``, read from the warehouse by hand."""
-    ((rows_in, rows_out),) = served.fetch(
-        "SELECT coalesce(sum(new + updated + deleted) FILTER (WHERE direction = 'inbound'), 0),"
-        " coalesce(sum(new + updated + deleted) FILTER (WHERE direction = 'outbound'), 0)"
+    ((rows_in, rows_out, calls),) = served.fetch(
+        "SELECT coalesce(sum(new + updated + deleted) FILTER (WHERE direction <> 'outbound'), 0),"
+        " coalesce(sum(new + updated + deleted) FILTER (WHERE direction = 'outbound'), 0),"
+        " coalesce(sum(api_calls), 0)"
         " FROM sfsync.sync_runs WHERE sobject = %s AND started_at > now() - interval '24 hours'",
         [sobject],
     )
-    ((errors,),) = served.fetch("SELECT count(*) FROM sfsync.sync_errors WHERE sobject = %s", [sobject])
-    ((backlog,),) = served.fetch(
-        "SELECT count(DISTINCT row_id) FROM sfsync.outbox WHERE sobject = %s AND pushed_at IS NULL", [sobject]
+    ((errors,),) = served.fetch(
+        "SELECT count(*) FROM sfsync.sync_errors WHERE sobject = %s AND dismissed_at IS NULL", [sobject]
     )
-    return {"rows_in_24h": rows_in, "rows_out_24h": rows_out, "open_errors": errors, "backlog": backlog}
+    ((backlog,),) = served.fetch(
+        "SELECT count(*) FROM sfsync.outbox WHERE sobject = %s AND pushed_at IS NULL", [sobject]
+    )
+    return {
+        "rows_in_24h": rows_in,
+        "rows_out_24h": rows_out,
+        "api_calls_24h": calls,
+        "open_errors": errors,
+        "backlog": backlog,
+    }
 
 
 def test_the_api_needs_a_login_and_shows_only_what_the_user_may_read(served):
@@ -209,9 +218,8 @@ def test_the_json_equals_the_warehouse_and_metrics_parse(served):
     objects = {o["sobject"]: o for o in answer["objects"]}
     for sobject in ("Lead", "Campaign"):
         got = objects[sobject]
-        assert {k: got[k] for k in ("rows_in_24h", "rows_out_24h", "open_errors", "backlog")} == _expected(
-            served, sobject
-        )
+        want = _expected(served, sobject)
+        assert {k: got[k] for k in want} == want
         ((watermark,),) = served.fetch(
             "SELECT watermark FROM sfsync.sync_state WHERE sobject = %s", [sobject]
         )
@@ -285,8 +293,33 @@ def test_the_page_in_the_airflow_ui(served):
             frame.locator("button:has-text('Sync now')").click()
             expect(frame.locator(".notice")).to_contain_text("queued")
             page.screenshot(path=ARTIFACTS / "status-sync-now.png", full_page=True)
+
+            frame.locator("#error-table button:has-text('Retry now')").click()
+            expect(frame.locator(".notice")).to_contain_text("due now")
+            expect(frame.locator("#error-table button:has-text('Retry now')")).to_have_count(0)
         finally:
             browser.close()
-    runs = served.get("/api/v2/dags/sf_sync__lead/dagRuns?run_type=manual", "admin").json()["dag_runs"]
-    queued = [r for r in runs if r["triggered_by"] == "ui" and r["triggering_user_name"] == "admin"]
-    assert [r["state"] for r in queued] == ["queued"], runs
+    actions = served.fetch("SELECT action, sobject, username, detail FROM sfsync.actions ORDER BY at")
+    assert [a[:3] for a in actions] == [("sync now", "Lead", "admin"), ("retry now", "Lead", "admin")], (
+        "each action is recorded with who took it"
+    )
+    assert served.fetch("SELECT next_attempt_at <= now() FROM sfsync.sync_errors") == [(True,)]
+    run = f"/api/v2/dags/sf_sync__lead/dagRuns/{quote(actions[0][3])}"
+    queued = served.get(run, "admin").json()
+    assert (queued["state"], queued["run_type"], queued["triggered_by"], queued["triggering_user_name"]) == (
+        "queued",
+        "manual",
+        "ui",
+        "admin",
+    )
+    token = served.token("admin")
+    requests.delete(f"{served.base}{run}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def test_an_editor_dismisses_an_error(served):
+    ((row_id,),) = served.fetch("SELECT row_id FROM sfsync.sync_errors WHERE sobject = 'Lead'")
+    assert served.post(f"/sfsync/api/objects/Lead/errors/{row_id}/dismiss", "admin").status_code == 200
+    assert served.post(f"/sfsync/api/objects/Lead/errors/{row_id}/dismiss", "admin").status_code == 404
+    lead = {o["sobject"]: o for o in served.get("/sfsync/api/overview", "admin").json()["objects"]}["Lead"]
+    assert lead["open_errors"] == 0
+    assert served.fetch("SELECT dismissed_by FROM sfsync.sync_errors") == [("admin",)]

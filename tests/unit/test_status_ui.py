@@ -17,7 +17,7 @@ from sfsync import status
 from sfsync.ui import routes as ui
 
 GET_USER = security.get_user  # what GetUserDep depends on
-NOW = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+NOW = dt.datetime.now(dt.UTC)
 
 
 @dataclass

@@ -258,6 +258,7 @@ def _object_row(ctx: Context, o: status.ObjectStatus, schedule: Schedule | None,
         f'<td class="n" data-k="lag">{span(o.lag_seconds)}</td>'
         f'<td class="n" data-k="rows_in_24h">{_n(o.rows_in_24h)}</td>'
         f'<td class="n" data-k="rows_out_24h">{_n(o.rows_out_24h)}</td>'
+        f'<td class="n" data-k="api_calls_24h">{_n(o.api_calls_24h)}</td>'
         f'<td class="n"><span data-k="backlog">{_n(o.backlog)}</span>{oldest}</td>'
         f'<td class="n" data-k="open_errors">{errors}</td>'
         f"<td>{_full_load(o.full_load)}</td><td>{_next(schedule, now)}</td><td>{sync}</td></tr>"
@@ -281,7 +282,7 @@ def overview(
     rows = [_object_row(ctx, o, schedules.get(o.dag_id), o.dag_id in can_sync) for o in objects]
     head = _head(
         "Object", "Health", "Direction", "Last run", "Last success", "Lag#", "Rows in 24 h#",
-        "Rows out 24 h#", "Backlog#", "Open errors#", "Full load", "Next run", "",
+        "Rows out 24 h#", "API calls 24 h#", "Backlog#", "Open errors#", "Full load", "Next run", "",
     )  # fmt: skip
     body = (
         f'{title}<p class="sub">{len(objects)} objects{_e(summary)} · as of {_when(now, now)}</p>'
@@ -352,6 +353,7 @@ def _cards(o: status.ObjectStatus, schedule: Schedule | None, now: dt.datetime) 
         ("Lag", f'<span data-k="lag">{span(o.lag_seconds)}</span>'),
         ("Rows in 24 h", f'<span data-k="rows_in_24h">{_n(o.rows_in_24h)}</span>'),
         ("Rows out 24 h", f'<span data-k="rows_out_24h">{_n(o.rows_out_24h)}</span>'),
+        ("API calls 24 h", f'<span data-k="api_calls_24h">{_n(o.api_calls_24h)}</span>'),
         ("Backlog", backlog),
         ("Open errors", f'<span data-k="open_errors">{_n(o.open_errors)}</span>'),
         ("Next run", _next(schedule, now)),
@@ -377,10 +379,12 @@ def _run_row(r: status.RunRow, now: dt.datetime) -> str:
 
 def _error_row(ctx: Context, err: status.ErrorRow, api: str, back: str, may_edit: bool) -> str:
     now = dt.datetime.now(dt.UTC)
-    waiting = err.transient and err.next_attempt_at is not None
-    retry_at = (
-        _when(err.next_attempt_at, now) if waiting else '<span class="muted">when the row changes</span>'
-    )
+    due = err.next_attempt_at
+    waiting = due is not None and due > now  # a transient error sitting out its backoff
+    if due is None:
+        retry_at = '<span class="muted">when the row changes</span>'
+    else:
+        retry_at = _when(due, now) if waiting else "at the next run"
     buttons = _button(ctx, f"{api}/{err.row_id}/dismiss", "Dismiss", may_edit, back)
     if waiting:
         buttons = _button(ctx, f"{api}/{err.row_id}/retry", "Retry now", may_edit, back) + " " + buttons
@@ -426,7 +430,9 @@ def detail(
     rows: list[Series] = [("in", IN, lambda p: p.rows_in), ("out", OUT, lambda p: p.rows_out)]
     charts = (
         _figure("rows", "Rows", d.series, rows, days)
-        + _figure("seconds", "Run time", d.series, [("seconds", "#0d9488", lambda p: p.seconds)], days)
+        + _figure(
+            "seconds", "Pull duration (mean)", d.series, [("seconds", "#0d9488", lambda p: p.seconds)], days
+        )
         + _figure("api_calls", "API calls", d.series, [("calls", "#ea580c", lambda p: p.api_calls)], days)
     )
     errors = [_error_row(ctx, err, f"{api}/errors", back, may_edit) for err in d.errors]
