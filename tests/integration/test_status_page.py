@@ -224,7 +224,11 @@ def test_the_json_equals_the_warehouse_and_metrics_parse(served):
             "SELECT watermark FROM sfsync.sync_state WHERE sobject = %s", [sobject]
         )
         assert got["lag_seconds"] == pytest.approx(time.time() - watermark.timestamp(), abs=30)
-        assert got["next_run"] is not None or got["paused"], "the next run comes from Airflow"
+        dag = served.get(f"/api/v2/dags/{got['dag_id']}", "admin").json()
+        assert (got["next_run"], got["paused"]) == (
+            dag["next_dagrun_run_after"].replace("Z", "+00:00"),
+            dag["is_paused"],
+        ), "the next scheduled run is Airflow's"
     assert objects["Lead"]["open_errors"] == 1 and objects["Lead"]["rows_out_24h"] >= 1
     ((used, limit),) = served.fetch("SELECT used, max FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1")
     assert (answer["org"]["used"], answer["org"]["limit"]) == (used, limit)

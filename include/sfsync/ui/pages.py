@@ -7,6 +7,7 @@ Every value from the warehouse or Salesforce goes through ``html.escape`` (``_e`
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
@@ -112,9 +113,11 @@ def _n(value: int | None) -> str:
 
 
 def span(seconds: float | None) -> str:
-    """A duration in words a person reads at a glance: 45s, 12m, 3h 5m, 2d 4h."""
+    """A duration in words a person reads at a glance: 0.4s, 45s, 12m, 3h 5m, 2d 4h."""
     if seconds is None:
         return "–"
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
     s = int(round(seconds))
     if s < 60:
         return f"{s}s"
@@ -191,7 +194,9 @@ def _next(schedule: Schedule | None, now: dt.datetime) -> str:
     after, paused = schedule
     if paused:
         return '<span class="badge warn">paused</span>'
-    return _when(after, now) if after else '<span class="muted">none</span>'
+    if after is None:
+        return '<span class="muted">none</span>'
+    return _when(after, now) if after > now else "due now"
 
 
 def _button(ctx: Context, action: str, label: str, allowed: bool, back: str, primary: bool = False) -> str:
@@ -300,7 +305,7 @@ def chart(
     """Bars per time bucket (side by side when there are several series), with a scale and hover titles."""
     width, height, left, bottom, top = 560, 160, 44, 18, 8
     plot_w, plot_h = width - left - 4, height - bottom - top
-    top_value = max([get(p) for p in points for _, _, get in lines] + [0])
+    top_value = _nice(max([get(p) for p in points for _, _, get in lines] + [0]))
     scale = top_value or 1
     slot = plot_w / max(1, len(points))
     bar = max(1.0, slot * 0.8 / max(1, len(lines)))
@@ -327,10 +332,22 @@ def chart(
     return "".join(parts) + "</svg>"
 
 
+def _nice(value: float) -> float:
+    """The scale's top: the smallest of 1, 2, 5, 10, 20, ... (or a tenth of those) not below ``value``."""
+    if value <= 0:
+        return 0
+    step = 10 ** math.floor(math.log10(value))
+    return next(m * step for m in (1, 2, 5, 10) if m * step >= value)
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
 def _figure(
     name: str, caption: str, points: Sequence[status.Point], lines: Sequence[Series], days: int
 ) -> str:
-    fmt: Callable[[float], str] = span if name == "seconds" else (lambda v: f"{v:,.0f}")
+    fmt: Callable[[float], str] = span if name == "seconds" else _count
     key = "".join(f'<i style="background:{colour}"></i>{_e(label)}' for label, colour, _ in lines)
     return (
         f'<figure data-chart="{name}"><figcaption>{_e(caption)}<span class="key">{key}</span></figcaption>'
