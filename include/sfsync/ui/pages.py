@@ -59,16 +59,19 @@ a { color: var(--info); text-decoration: none; } a:hover { text-decoration: unde
 .card .value { font-size: 20px; font-weight: 600; margin-top: 2px; font-variant-numeric: tabular-nums; }
 .card .note { color: var(--muted); font-size: 12px; }
 table { border-collapse: collapse; width: 100%; }
-th, td { padding: 7px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
-th { font-size: 12px; color: var(--muted); font-weight: 600; background: var(--soft); white-space: nowrap; }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th, td { padding: 7px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { font-size: 12px; color: var(--muted); font-weight: 600; background: var(--soft); }
+thead th { vertical-align: bottom; }
+.scroll { overflow-x: auto; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n { white-space: nowrap; }
 tbody tr:hover { background: var(--soft); }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 12px; font-weight: 600; }
 .ok { color: var(--ok); background: var(--ok-bg); } .warn { color: var(--warn); background: var(--warn-bg); }
 .bad { color: var(--bad); background: var(--bad-bg); }
 .info { color: var(--info); background: var(--info-bg); }
 .why { color: var(--muted); font-size: 12px; margin-top: 2px; max-width: 220px; }
-.muted { color: var(--muted); }
+.muted { color: var(--muted); } .nowrap { white-space: nowrap; }
 .bar { height: 6px; background: var(--line); border-radius: 3px; overflow: hidden; width: 110px;
   margin-top: 4px; }
 .bar > span { display: block; height: 100%; background: var(--info); }
@@ -159,12 +162,12 @@ def _run_state(run: status.RunSummary | None, now: dt.datetime) -> str:
     if run is None:
         return '<span class="muted">no run yet</span>'
     words, tone = STATES.get(run.status, (run.status, "info"))
-    title = f' title="{_e(run.message)}"' if run.message else ""
-    why = f"<br>{_e(run.message)}" if run.message and tone != "ok" else ""
+    title = _e(f"{run.direction} run {run.status}" + (f": {run.message}" if run.message else ""))
+    why = f'<div class="why">{_e(run.message)}</div>' if run.message and tone != "ok" else ""
     return (
-        f'<span class="badge {tone}" data-k="last_run"{title}>{_e(words)}</span>'
-        f'<div class="why">{_e(run.direction)} {_e(run.status)}'
-        f" · {_when(run.finished_at or run.started_at, now)}{why}</div>"
+        f'<span class="badge {tone}" data-k="last_run" title="{title}">{_e(words)}</span>'
+        f'<div class="why nowrap">{_e(run.direction)} · {_when(run.finished_at or run.started_at, now)}</div>'
+        f"{why}"
     )
 
 
@@ -246,7 +249,8 @@ def _head(*columns: str) -> str:
 def _table(ident: str, head: str, rows: Sequence[str], empty: str) -> str:
     if not rows:
         return f'<p class="empty" id="{ident}">{_e(empty)}</p>'
-    return f'<table id="{ident}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    table = f'<table id="{ident}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'
 
 
 def _object_row(ctx: Context, o: status.ObjectStatus, schedule: Schedule | None, may_sync: bool) -> str:
@@ -290,7 +294,7 @@ def overview(
         "Rows out 24 h#", "API calls 24 h#", "Backlog#", "Open errors#", "Full load", "Next run", "",
     )  # fmt: skip
     body = (
-        f'{title}<p class="sub">{len(objects)} objects{_e(summary)} · as of {_when(now, now)}</p>'
+        f'{title}<p class="sub">{len(objects)} objects{_e(summary)} · as of {now:%H:%M:%S} UTC</p>'
         f"{_org(org, now)}{_table('objects', head, rows, 'No object is enabled in the registry.')}"
     )
     return _page("Salesforce sync", ctx, body)
