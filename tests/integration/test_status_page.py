@@ -120,10 +120,26 @@ def _api_server(env: dict[str, str]) -> Iterator[str]:
         log.close()
 
 
+def _make_history(dagbag, warehouse_url: str, org) -> None:
+    """Lead: three syncs, the second one's push refused (UNABLE_TO_LOCK_ROW, waiting on its backoff) and the
+    third one's landing; Campaign: one sync."""
+    sf_admin = Salesforce(**org.salesforce_kwargs("admin"))
+    leads = [sf_admin.Lead.create(sample_lead())["id"] for _ in range(3)]
+    _sync(dagbag, "lead")
+    _sync(dagbag, "campaign")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("UPDATE salesforce.lead SET title = 'VP' WHERE id = %s", [leads[0]])
+    assert org.admin("faults", {"kind": "lock_row", "count": 1})[0] == 200
+    _sync(dagbag, "lead")
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute("UPDATE salesforce.lead SET title = 'CTO' WHERE id = %s", [leads[1]])
+    _sync(dagbag, "lead")
+
+
 @pytest.fixture(scope="module")
 def served(dagbag, postgres_server, tmp_path_factory) -> Iterator[Served]:
-    """Real run history (Lead: three syncs, a refused push; Campaign: one sync) in a fresh warehouse,
-    served by a real api-server that knows the DAGs and two users: ``admin`` and ``vera`` (a viewer)."""
+    """Real run history in a fresh warehouse, served by a real api-server that knows the DAGs and two users:
+    ``admin`` and ``vera`` (a viewer)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     name = f"sfsync_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server, autocommit=True) as admin:
@@ -133,39 +149,27 @@ def served(dagbag, postgres_server, tmp_path_factory) -> Iterator[Served]:
     auth = quote(str(p["user"]), safe="") + (
         ":" + quote(str(p["password"]), safe="") if p.get("password") else ""
     )
-    with (
-        running_org(tmp_path_factory.mktemp("org")) as org,
-        pytest.MonkeyPatch.context() as mp,
-    ):
-        mp.setenv("AIRFLOW_CONN_MARKETING_WAREHOUSE", f"postgres://{auth}@{p['host']}:{p['port']}/{name}")
-        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", org.airflow_conn_json("integration"))
-        mp.setenv("REQUESTS_CA_BUNDLE", str(org.ca_file))
-        sf_admin = Salesforce(**org.salesforce_kwargs("admin"))
-        leads = [sf_admin.Lead.create(sample_lead())["id"] for _ in range(3)]
-        _sync(dagbag, "lead")
-        _sync(dagbag, "campaign")
-        with psycopg.connect(warehouse_url, autocommit=True) as conn:
-            conn.execute("UPDATE salesforce.lead SET title = 'VP' WHERE id = %s", [leads[0]])
-        assert org.admin("faults", {"kind": "lock_row", "count": 1})[0] == 200
-        _sync(dagbag, "lead")  # the push is refused: UNABLE_TO_LOCK_ROW, retried after a backoff
-        with psycopg.connect(warehouse_url, autocommit=True) as conn:
-            conn.execute("UPDATE salesforce.lead SET title = 'CTO' WHERE id = %s", [leads[1]])
-        _sync(dagbag, "lead")  # this push lands; the refused one waits for its backoff
-        home = Path(os.environ["AIRFLOW_HOME"])
-        (home / "simple_auth_manager_passwords.json.generated").write_text(
-            json.dumps({user: password(user) for user in USERS})
-        )
-        env = os.environ | {
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
-            "AIRFLOW__API__WORKERS": "1",
-        }
-        subprocess.run(
-            [sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True, capture_output=True
-        )
-        with _api_server(env) as base:
-            yield Served(base, warehouse_url, [json.loads(org.airflow_conn_json("integration"))["password"]])
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    try:
+        with running_org(tmp_path_factory.mktemp("org")) as org, pytest.MonkeyPatch.context() as mp:
+            mp.setenv("AIRFLOW_CONN_MARKETING_WAREHOUSE", f"postgres://{auth}@{p['host']}:{p['port']}/{name}")
+            mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", org.airflow_conn_json("integration"))
+            mp.setenv("REQUESTS_CA_BUNDLE", str(org.ca_file))
+            _make_history(dagbag, warehouse_url, org)
+            (Path(os.environ["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated").write_text(
+                json.dumps({user: password(user) for user in USERS})
+            )
+            env = os.environ | {
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in USERS.items()),
+                "AIRFLOW__API__WORKERS": "1",
+            }
+            reserialize = [sys.executable, "-m", "airflow", "dags", "reserialize"]
+            subprocess.run(reserialize, env=env, check=True, capture_output=True)
+            with _api_server(env) as base:
+                secret = json.loads(org.airflow_conn_json("integration"))["password"]
+                yield Served(base, warehouse_url, [secret])
+    finally:
+        with psycopg.connect(postgres_server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _expected(served: Served, sobject: str) -> dict[str, int]:
@@ -257,12 +261,15 @@ def test_the_json_equals_the_warehouse_and_metrics_parse(served):
 def test_the_page_in_the_airflow_ui(served):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=20_000)
+
     assert Path(CHROMIUM).exists(), "make test installs Debian's chromium when it is missing"
     expected = {s: _expected(served, s) for s in ("Lead", "Campaign")}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)  # the Airflow UI loads slowly on a busy machine
             page.goto(f"{served.base}/auth/login")
             page.fill("input[name='username']", "admin")
             page.fill("input[name='password']", password("admin"))
@@ -296,6 +303,7 @@ def test_the_page_in_the_airflow_ui(served):
 
             frame.locator("button:has-text('Sync now')").click()
             expect(frame.locator(".notice")).to_contain_text("queued")
+            expect(frame.locator(".notice")).to_contain_text("paused")  # the test's DAGs are paused
             page.screenshot(path=ARTIFACTS / "status-sync-now.png", full_page=True)
 
             frame.locator("#error-table button:has-text('Retry now')").click()

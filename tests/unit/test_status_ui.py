@@ -152,7 +152,12 @@ def test_actions_need_the_right_to_trigger_or_edit_the_dag(served):
 
     operator = served(AuthManager({"sf_sync__lead"}, {("POST", "sf_sync__lead"), ("PUT", "sf_sync__lead")}))
     answer = operator.post("/sfsync/api/objects/Lead/sync", json={})
-    assert answer.json() == {"dag_id": "sf_sync__lead", "run_id": "manual__1", "state": "queued"}
+    assert answer.json() == {
+        "dag_id": "sf_sync__lead",
+        "run_id": "manual__1",
+        "state": "queued",
+        "paused": False,
+    }
     (dag_id, kwargs), recorded = served.actions[:2]
     assert dag_id == "sf_sync__lead" and kwargs["triggering_user_name"] == "ursula"
     assert kwargs["triggered_by"].value == "ui"

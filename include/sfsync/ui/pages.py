@@ -20,6 +20,7 @@ Schedule = tuple[dt.datetime | None, bool]
 
 NOTICES = {
     "sync": "A run was queued. It starts as soon as the scheduler picks it up.",
+    "sync_paused": "A run was queued. The DAG is paused: the run starts once it is unpaused.",
     "retry": "The error is due now: the next run retries it.",
     "dismiss": "The error was dismissed.",
 }

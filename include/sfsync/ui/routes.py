@@ -263,7 +263,7 @@ def _answer(request: Request, body: bytes, result: dict[str, Any], done: str) ->
 async def sync_now(request: Request, sobject: str, user: GetUserDep) -> Response:
     body = await request.body()
     result = await _run_sync(sobject, user)
-    return _answer(request, body, result, "sync")
+    return _answer(request, body, result, "sync_paused" if result["paused"] else "sync")
 
 
 def _sync(sobject: str, user: BaseUser) -> dict[str, Any]:
@@ -290,7 +290,9 @@ def _sync(sobject: str, user: BaseUser) -> dict[str, Any]:
         raise HTTPException(409, f"{entry.dag_id} did not start a run")
     with _warehouse() as conn:
         status.record_action(conn, "sync now", entry.sobject, user.get_name(), detail=run.run_id)
-    return {"dag_id": entry.dag_id, "run_id": run.run_id, "state": str(run.state)}
+    schedule = _schedules([entry.dag_id]).get(entry.dag_id)
+    paused = bool(schedule and schedule.paused)  # the run waits until someone unpauses the DAG
+    return {"dag_id": entry.dag_id, "run_id": run.run_id, "state": str(run.state), "paused": paused}
 
 
 async def _run_sync(sobject: str, user: BaseUser) -> dict[str, Any]:
