@@ -24,6 +24,7 @@ import psycopg
 from localorg.testing import free_port
 from sfsync import migrations, status
 from sfsync.registry import DEFAULT_REGISTRY, load_registry
+from sfsync.ui import pages
 from sfsync_dev.embedded import EmbeddedWarehouse
 
 BUDGET_MS = 300.0
@@ -115,6 +116,10 @@ def main() -> None:
                     args.repeat,
                 )
                 busy = sobjects[0]  # one with a backlog, errors and conflicts
+                page, everyone = (
+                    pages.Context("/sfsync", "admin", None),
+                    frozenset(e.dag_id for e in registry.enabled()),
+                )
                 reads = {
                     "overview (every object)": lambda: status.overview(conn, registry),
                     "org-wide API budget": lambda: status.org_status(conn, registry),
@@ -124,6 +129,17 @@ def main() -> None:
                     ),
                     "object page, 24 hours": lambda: status.object_detail(conn, registry, busy, 1),
                     "object page, 7 days": lambda: status.object_detail(conn, registry, busy, 7),
+                    "overview page (data + HTML)": lambda: pages.overview(
+                        page, status.overview(conn, registry), status.org_status(conn, registry), {}, everyone
+                    ),
+                    "object page (data + HTML)": lambda: pages.detail(
+                        page,
+                        status.object_detail(conn, registry, busy, 1),
+                        1,
+                        None,
+                        may_sync=True,
+                        may_edit=True,
+                    ),
                     "Prometheus metrics": lambda: status.prometheus(
                         status.overview(conn, registry), status.org_status(conn, registry)
                     ),
