@@ -14,7 +14,9 @@ from localorg.testing import sample_lead
 pytestmark = pytest.mark.integration
 
 
-def test_an_open_error_raises_one_alert_until_it_is_gone(registry, private_org, warehouse_url, tmp_path):
+def test_an_open_error_raises_one_alert_until_it_is_gone(
+    airflow_db, registry, private_org, warehouse_url, tmp_path
+):
     sent = tmp_path / "alerts.txt"
     registry(
         "alert_open_errors: 1, alert_lag_minutes: 600,"
