@@ -16,7 +16,13 @@ Users (declared in ``org.yaml``; log in with password + security token):
   Confidential role (``hidden@localorg.test``).
 - ``sales@localorg.test`` and ``hidden@localorg.test``: standard users in the Sales and Confidential roles.
 - Connected app for OAuth: consumer key ``localorg-consumer-key``, secret ``localorg-consumer-secret``
-  (client credentials run as the integration user).
+  (client credentials run as the integration user). ``POST /services/oauth2/token`` takes the password,
+  client_credentials and refresh_token grants. Each user has a refresh token for the app (the web-server
+  flow's, which Singer's and Airbyte's connectors use), printed by ``python -m localorg connection`` and
+  kept in ``org.sqlite``: it lasts across restarts until revoked (``POST /services/oauth2/revoke``
+  ``token=...``, which also ends the access tokens obtained with it; the next ``connection`` prints a new
+  one). A refresh answers no new refresh token; an unknown or revoked one answers 400 ``invalid_grant``
+  "expired access/refresh token".
 
 Airflow connection (``REQUESTS_CA_BUNDLE`` must point at ``ca.pem``)::
 

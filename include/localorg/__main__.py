@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import DEFAULT_DATA_DIR, DEFAULT_PORT
-from .connection import Connection, ensure_certificates
+from .connection import Connection, ensure_certificates, refresh_tokens
 from .orgdef import DEFAULT_ORG_FILE, OrgDef, load_org
 
 
@@ -29,6 +29,13 @@ def _print_connection(port: int, data_dir: Path, definition: OrgDef, username: s
         "users: "
         + ", ".join(f"{u.username} / {u.password} / token {u.security_token}" for u in definition.users)
     )
+    tokens = refresh_tokens(data_dir, definition)
+    for app in definition.connected_apps:
+        print(f"connected app {app.name}: client_id {app.consumer_key} / client_secret {app.consumer_secret}")
+        print(
+            f"refresh tokens ({app.name}, grant_type=refresh_token): "
+            + ", ".join(f"{user} {token}" for user, token in tokens[app.name].items())
+        )
     sys.stdout.flush()
 
 

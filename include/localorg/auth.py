@@ -13,16 +13,19 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from . import oauth
 from .database import User
 from .store import Org
 
 INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
+EXPIRED_TOKEN = {"error": "invalid_grant", "error_description": "expired access/refresh token"}
 
 
 @dataclass
 class _Session:
     user: User
     last_used: float
+    refresh_token: str | None  # the refresh token it was obtained with: revoking that ends it too
 
 
 class Sessions:
@@ -34,17 +37,23 @@ class Sessions:
         self._sessions: dict[str, _Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, user: User) -> str:
+    def create(self, user: User, refresh_token: str | None = None) -> str:
         # Real session ids are "<15-char org id>!<opaque>"; some tools split on the "!".
         token = f"{self.org_id[:15]}!{secrets.token_urlsafe(72)}"
         with self._lock:
-            self._sessions[token] = _Session(user, time.monotonic())
+            self._sessions[token] = _Session(user, time.monotonic(), refresh_token)
         return token
 
-    def expire(self, token: str) -> None:
-        """End a session now, as Salesforce does when it times out or is revoked."""
+    def expire(self, token: str) -> bool:
+        """End a session now, as Salesforce does when it times out or is revoked; False if there was none."""
         with self._lock:
-            self._sessions.pop(token, None)
+            return self._sessions.pop(token, None) is not None
+
+    def expire_refreshed(self, refresh_token: str) -> None:
+        """End every session obtained with ``refresh_token`` (revoking it revokes them)."""
+        with self._lock:
+            for token in [t for t, s in self._sessions.items() if s.refresh_token == refresh_token]:
+                del self._sessions[token]
 
     def user(self, token: str) -> User | None:
         """The session's user, or None when the session is unknown or expired."""
@@ -119,7 +128,8 @@ def _soap_fault(faultcode: str, code: str, message: str, fault_type: str = "Unex
 def oauth_token(
     org: Org, sessions: Sessions, form: dict[str, str], authorization: str | None, host: str
 ) -> tuple[int, dict[str, Any]]:
-    """Answer ``POST /services/oauth2/token`` for the password and client_credentials grants."""
+    """Answer ``POST /services/oauth2/token`` for the password, client_credentials and refresh_token
+    grants."""
     grant = form.get("grant_type", "")
     client_id, client_secret = form.get("client_id"), form.get("client_secret")
     if authorization and authorization.lower().startswith("basic "):
@@ -127,28 +137,52 @@ def oauth_token(
             client_id, _, client_secret = base64.b64decode(authorization[6:]).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
             return 400, {"error": "invalid_client", "error_description": "invalid client credentials"}
-    if grant not in ("password", "client_credentials"):
+    if grant not in ("password", "client_credentials", "refresh_token"):
         return 400, {"error": "unsupported_grant_type", "error_description": "grant type not supported"}
     app = next((a for a in org.definition.connected_apps if a.consumer_key == client_id), None)
     if app is None:
         return 400, {"error": "invalid_client_id", "error_description": "client identifier invalid"}
     if not secrets.compare_digest((client_secret or "").encode(), app.consumer_secret.encode()):
         return 400, {"error": "invalid_client", "error_description": "invalid client credentials"}
+    refresh_token = None
     if grant == "password":
         user = _check_password(org, form.get("username", ""), form.get("password", ""))
         if user is None:
             return 400, {"error": "invalid_grant", "error_description": "authentication failure"}
+    elif grant == "refresh_token":
+        # Unknown, revoked, another app's, or a user's who no longer exists: all the same answer.
+        refresh_token = form.get("refresh_token", "")
+        issued_to = oauth.owner(org.conn(), refresh_token)
+        if issued_to is None or issued_to[0] != app.consumer_key or issued_to[1] not in org.users:
+            return 400, dict(EXPIRED_TOKEN)
+        user = org.users[issued_to[1]]
     else:
         user = org.users[app.run_as]
     issued = str(int(time.time() * 1000))
     identity = f"https://{host}/id/{org.org_id}/{user.id}"
     # Salesforce signs id + issued_at with the consumer secret so clients can verify the response.
     signature = hmac.new(app.consumer_secret.encode(), (identity + issued).encode(), hashlib.sha256).digest()
+    # The refresh grant answers no new refresh token: the client keeps using the one it has.
     return 200, {
-        "access_token": sessions.create(user),
+        "access_token": sessions.create(user, refresh_token),
         "instance_url": f"https://{host}",
         "id": identity,
         "token_type": "Bearer",
         "issued_at": issued,
         "signature": base64.b64encode(signature).decode(),
     }
+
+
+def oauth_revoke(org: Org, sessions: Sessions, form: dict[str, str]) -> tuple[int, dict[str, Any] | None]:
+    """Answer ``/services/oauth2/revoke`` (``token=``): a refresh token is revoked with every access token
+    obtained with it, an access token alone. 200 with no body, or 400 ``invalid_token``."""
+    token = form.get("token", "")
+    if token and sessions.expire(token):
+        return 200, None
+    if token:
+        with org.write_lock:
+            revoked = oauth.revoke(org.conn(), token, int(time.time() * 1000))
+        if revoked:
+            sessions.expire_refreshed(token)
+            return 200, None
+    return 400, {"error": "invalid_token", "error_description": "Invalid token"}

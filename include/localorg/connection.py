@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import trustme
 
+from . import oauth
 from .datadir import DIR_MODE, write_private
-from .orgdef import UserDef
+from .orgdef import OrgDef, UserDef
 
 CA_FILE = "ca.pem"
 SERVER_CERT_FILE = "server.pem"
@@ -28,6 +31,19 @@ def ensure_certificates(data_dir: Path) -> tuple[Path, Path]:
         write_private(server_file, cert.private_key_and_cert_chain_pem.bytes())
         write_private(ca_file, ca.cert_pem.bytes())
     return ca_file, server_file
+
+
+def refresh_tokens(data_dir: Path, definition: OrgDef) -> dict[str, dict[str, str]]:
+    """Each connected app's live refresh token of every user (app name -> username -> token), issuing
+    those missing; they are kept in the org's store, so a running server and later starts accept them."""
+    now = int(time.time() * 1000)
+    with closing(oauth.open_store(data_dir)) as conn:
+        return {
+            app.name: {
+                u.username: oauth.issue(conn, app.consumer_key, u.username, now) for u in definition.users
+            }
+            for app in definition.connected_apps
+        }
 
 
 @dataclass(frozen=True)

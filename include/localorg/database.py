@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .datadir import FILE_MODE, make_private
+from .datadir import DB_FILE, FILE_MODE, make_private
 from .ids import make_id
+from .oauth import ensure_table as ensure_refresh_token_table
 from .orgdef import OrgDef, UserDef
 from .schema import NUMBER_TYPES, TEXT_TYPES, Schema, SObject, now_ms
 
-DB_FILE = "org.sqlite"
 _MMAP_BYTES = 1 << 34  # SQLite caps it at its compile-time limit
 _SQLITE_CONFIG_MEMSTATUS = 9
 _ANALYSIS_LIMIT = 1000  # index entries a sampled ANALYZE reads
@@ -207,6 +207,7 @@ class Database:
             "child TEXT NOT NULL, field TEXT NOT NULL)"
         )
         conn.execute('CREATE INDEX IF NOT EXISTS "_cleared_parent" ON _cleared (parent)')
+        ensure_refresh_token_table(conn)  # the connected apps' refresh tokens (oauth.py)
         for obj in self.schema.objects.values():
             table = quote(obj.name)
             columns = {f.name: _STORAGE[f.type] for f in obj.stored_fields()}

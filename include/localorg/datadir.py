@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 DIR_MODE, FILE_MODE = 0o700, 0o600
+DB_FILE = "org.sqlite"  # the org's store (database.py)
 
 
 def make_private(data_dir: Path) -> Path:

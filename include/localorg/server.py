@@ -25,7 +25,7 @@ from starlette.routing import Match, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from . import admin, bulk, composite, faults
-from .auth import Sessions, oauth_token, soap_login
+from .auth import Sessions, oauth_revoke, oauth_token, soap_login
 from .bulk import BulkJobs, Job
 from .calls import MAX_VERSION, MIN_VERSION, Call
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
@@ -246,6 +246,17 @@ class Api:
                     request.headers.get("host", ""),
                 )
                 return _json(status, payload)
+            if "/services/oauth2/revoke" in target:
+                # POST with a form body, or GET with the token in the query string (after the path, which
+                # the domain trick puts in the query string too).
+                query = (
+                    body.decode(errors="replace")
+                    if request.method == "POST"
+                    else target.partition("/services/oauth2/revoke")[2].lstrip("?")
+                )
+                form = {k: v[0] for k, v in parse_qs(query).items()}
+                status, error = oauth_revoke(self.org, self.sessions, form)
+                return Response(status_code=status) if error is None else _json(status, error)
             path = request.url.path
             if re.fullmatch(r"/services/data/?", path):
                 return _json(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .admin import admin_token
-from .connection import Connection, ensure_certificates
+from .connection import Connection, ensure_certificates, refresh_tokens
 from .datadir import private_opener
 from .orgdef import DEFAULT_ORG_FILE, OrgDef, UserDef, load_org
 
@@ -55,6 +55,11 @@ class RunningOrg:
 
     def airflow_conn_uri(self, user: str = "integration") -> str:
         return self.connection(user).airflow_uri()
+
+    def refresh_token(self, user: str = "integration", app: int = 0) -> str:
+        """The user's live refresh token for a connected app (as ``python -m localorg connection`` prints)."""
+        tokens = refresh_tokens(self.data_dir, self.definition)
+        return tokens[self.definition.connected_apps[app].name][self.credentials[user].username]
 
     def admin(self, path: str, body: object = None, method: str = "POST") -> tuple[int, object]:
         """Call ``/localorg/admin/<path>`` with the data directory's admin token: (status, JSON)."""
