@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         ssl_certfile=str(server_file),
         log_level="warning",
         date_header=False,  # the app stamps its own, exact Date
+        server_header=False,  # Salesforce sends no "server: uvicorn", and uvicorn adds it past the app
+        http="h11",  # httptools lower-cases every header name on the wire; h11 sends the app's casing
     )
 
 

@@ -16,13 +16,15 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
 
+import h11
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import admin, bulk, composite, faults
 from .auth import Sessions, oauth_revoke, oauth_token, soap_login
@@ -424,9 +426,10 @@ class _Dropped:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.response is None:
             # uvicorn closes the connection when the app fails after starting its answer; a header value
-            # it must refuse (RuntimeError) fails the start after it counts as started, before a byte is sent.
+            # it must refuse (h11's LocalProtocolError) fails the start after it counts as started, before
+            # a byte is sent.
             refused = {"type": "http.response.start", "status": 500, "headers": [(b"x-localorg", b"\n")]}
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError, h11.LocalProtocolError):
                 await send(refused)
             raise ConnectionAbortedError("localorg fault injection: connection dropped before the request")
 
@@ -805,7 +808,8 @@ def bulk_delete(api: Api, call: Call) -> tuple[int, Any]:
 def bulk_query_results(api: Api, call: Call) -> tuple[int, Any]:
     job = api.bulk.get(call.user, "query", call.params["job"])
     body, headers = api.bulk.results(job, call.param("locator"), call.param("maxRecords"))
-    return 200, StreamingResponse(body, 200, headers, media_type="text/csv")
+    # Salesforce's CSV carries no charset parameter; Starlette's media_type would add one to text/*.
+    return 200, StreamingResponse(body, 200, {**headers, "Content-Type": "text/csv"})
 
 
 def bulk_upload(api: Api, call: Call) -> tuple[int, Any]:
@@ -816,7 +820,7 @@ def bulk_upload(api: Api, call: Call) -> tuple[int, Any]:
 def bulk_ingest_results(api: Api, call: Call) -> tuple[int, Any]:
     job = api.bulk.get(call.user, "ingest", call.params["job"])
     return 200, StreamingResponse(
-        api.bulk.ingest_results(job, call.params["results"]), 200, media_type="text/csv"
+        api.bulk.ingest_results(job, call.params["results"]), 200, {"Content-Type": "text/csv"}
     )
 
 
@@ -864,8 +868,55 @@ def _methods(route: Route) -> set[str]:
     return (route.methods or set()) - {"HEAD"}
 
 
+# Header names as Salesforce spells them; any other name goes out in the usual Title-Case.
+_SALESFORCE_NAMES = {
+    name.lower().encode(): name.encode()
+    for name in (
+        "Content-Type",
+        "Content-Length",
+        "Content-Encoding",
+        "Transfer-Encoding",
+        "Date",
+        "Location",
+        "Sforce-Limit-Info",
+        "Sforce-Locator",
+        "Sforce-NumberOfRecords",
+    )
+}
+
+
+def _salesforce_name(name: bytes) -> bytes:
+    lower = name.lower()
+    return _SALESFORCE_NAMES.get(lower) or b"-".join(part.capitalize() for part in lower.split(b"-"))
+
+
+class SalesforceHeaderNames:
+    """ASGI middleware: Starlette lower-cases every header name, and clients that read Salesforce's headers
+    from a plain dict (Airbyte's ``Sforce-Locator``) need them as Salesforce sends them; the server must
+    also keep them (uvicorn's h11 mode, not httptools)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def cased(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(_salesforce_name(name), value) for name, value in message.get("headers", [])]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, cased)
+
+
 def create_app(org: Org, session_timeout: float, daily_api_requests: int) -> Starlette:
     """The ASGI app serving ``org``."""
     api = Api(org, session_timeout, daily_api_requests)
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
-    return Starlette(routes=[Route("/{path:path}", api.__call__, methods=methods)])
+    return Starlette(
+        routes=[Route("/{path:path}", api.__call__, methods=methods)],
+        middleware=[Middleware(SalesforceHeaderNames)],
+    )
