@@ -42,12 +42,6 @@ def check(conn: psycopg.Connection, registry: Registry, sobject: str, context: A
     settings = registry.settings
     now = status.object_status(conn, registry, sobject)
     found = causes(settings, now)
-    raised = {
-        cause
-        for (cause,) in conn.execute(
-            "SELECT cause FROM sfsync.alerts WHERE sobject = %s AND cleared_at IS NULL", [now.sobject]
-        )
-    }
     conn.execute(
         "UPDATE sfsync.alerts SET cleared_at = now() WHERE sobject = %s AND cleared_at IS NULL"
         " AND NOT cause = ANY(%s)",
@@ -55,15 +49,19 @@ def check(conn: psycopg.Connection, registry: Registry, sobject: str, context: A
     )
     sent = []
     for cause, message in found.items():
-        if cause in raised:
-            continue
-        log.warning("alert: %s", message)
-        if settings.alert_notifier:
-            notify(settings, context, message)
-        conn.execute(
-            "INSERT INTO sfsync.alerts (sobject, cause, message) VALUES (%s, %s, %s)",
-            [now.sobject, cause, message],
-        )
+        # Claimed before the notifier is called: of two checks at once only one notifies, and a notifier
+        # that fails rolls the claim back, so the next run tries again.
+        with conn.transaction():
+            claimed = conn.execute(
+                "INSERT INTO sfsync.alerts (sobject, cause, message) VALUES (%s, %s, %s)"
+                " ON CONFLICT (sobject, cause) WHERE cleared_at IS NULL DO NOTHING",
+                [now.sobject, cause, message],
+            ).rowcount
+            if not claimed:
+                continue
+            log.warning("alert: %s", message)
+            if settings.alert_notifier:
+                notify(settings, context, message)
         sent.append(message)
     return sent
 
