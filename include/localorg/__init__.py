@@ -1,6 +1,7 @@
 """localorg: a Salesforce-compatible HTTPS server for tests and the demo.
 
-Start it with ``python -m localorg serve [--port 8443] [--data DIR] [--session-timeout S] [--api-limit N]``.
+Start it with ``python -m localorg serve [--port 8443] [--data DIR] [--session-timeout S] [--api-limit N]
+[--profile instant|realistic]``.
 The data directory defaults to ``.sfsync/localorg`` under the project root. The first start creates
 the org there: ``org.sqlite`` (records survive restarts) and a local certificate authority,
 ``ca.pem``, that clients trust through ``REQUESTS_CA_BUNDLE``; later starts reuse both. The directory
@@ -31,6 +32,16 @@ Airflow connection (``REQUESTS_CA_BUNDLE`` must point at ``ca.pem``)::
       "domain":"127.0.0.1:8443/?","version":"59.0"}}'
 
 For tests, ``localorg.testing.running_org`` starts a server in a subprocess on a free port.
+
+Latency profile (``localorg.profile``; the banner prints it): ``instant``, the default, answers every call
+and finishes every Bulk job as fast as the machine allows. ``realistic`` is as slow as a real org, so that
+many calls or many small Bulk jobs cost what they cost against Salesforce: every API request, logins
+included, waits 150 ms (``--rest-latency-ms``) on the event loop, other requests going on meanwhile; a Bulk
+API 2.0 job stays InProgress for 2.5 s (``--bulk-job-seconds``) plus 1 s per 10,000 records of a query and
+5 s per 10,000 of an ingest (``--bulk-query-seconds-per-10k``, ``--bulk-ingest-seconds-per-10k``), and at
+most 5 query and 5 ingest jobs are processed at once (``--bulk-query-concurrency``,
+``--bulk-ingest-concurrency``); later ones wait in UploadComplete. Each option overrides either profile's
+value; no randomness. ``running_org(..., profile="realistic")`` takes a name or a ``Profile``.
 
 Bulk API 2.0 (``/services/data/vXX.X/jobs/query`` and ``jobs/ingest``, ``sf.bulk2``): query and
 queryAll jobs (same SOQL compiler and visibility as REST; COUNT() and OFFSET refused with INVALIDJOB;

@@ -8,7 +8,8 @@ as a single statement's would be; a slice is an OFFSET/LIMIT of a table scan, or
 result's rowids found through whatever index serves the query (see ``BulkJobs._reads``). An ingest job
 spools the uploaded CSV, writes each record through the store's normal write path (the same validation
 as REST, 200 records per transaction, as Salesforce chunks them) and spools the per-record results.
-Jobs last for the server's lifetime.
+Jobs last for the server's lifetime. The latency profile (``localorg.profile``) may queue jobs in
+UploadComplete and keep them InProgress as long as a real org would.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .database import Txn, User
 from .datadir import DIR_MODE, private_opener, write_private
 from .errors import SalesforceError, not_found, record_errors
 from .ids import make_id, normalize_id
+from .profile import Profile
 from .query import Plan, QueryEngine
 from .schema import SObject, format_datetime, now_ms
 from .store import Org
@@ -176,8 +178,11 @@ class Job:
 class BulkJobs:
     """The server's Bulk API 2.0 jobs."""
 
-    def __init__(self, org: Org, engine: QueryEngine, job_faults: faults.Faults, spool_root: Path) -> None:
+    def __init__(
+        self, org: Org, engine: QueryEngine, job_faults: faults.Faults, spool_root: Path, profile: Profile
+    ) -> None:
         self.org = org
+        self.profile = profile
         self.engine = engine
         self.faults = job_faults
         self.root = spool_root
@@ -187,6 +192,13 @@ class BulkJobs:
         self._lock = threading.Lock()
         self._counter = 0
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="bulk")
+        # A profile's concurrency limit is a pool of that many workers for its kind of job: a job waiting
+        # for one stays UploadComplete, queued as on Salesforce, and takes no thread while it waits.
+        self._limited = {
+            kind: ThreadPoolExecutor(profile.concurrency(kind), thread_name_prefix=f"bulk-{kind}")
+            for kind in ("query", "ingest")
+            if profile.concurrency(kind)
+        }
         # One pool of slice writers for all jobs, as many as CPUs (2 to 4): the slices of concurrent jobs
         # (a full load's four at a time) take their turns instead of thrashing the CPUs and the GIL, and
         # the first job submitted is the first complete (4 jobs on 2 CPUs: 9.3 s instead of 11.1).
@@ -279,6 +291,7 @@ class BulkJobs:
                     return
                 job.set_state("InProgress")
                 work(job)
+                _hold(job, job.started + self.profile.bulk_seconds(job.kind, job.processed))
                 if job.state == "InProgress":
                     job.set_state("JobComplete")
             except SalesforceError as exc:
@@ -290,7 +303,7 @@ class BulkJobs:
                 job.ended.set()
                 job.settled()
 
-        self._pool.submit(run)
+        self._limited.get(job.kind, self._pool).submit(run)
 
     # -- query jobs -------------------------------------------------------------------------------
 
@@ -630,6 +643,18 @@ class BulkJobs:
             else:
                 return iter((b"",))
         return _read_file(path)
+
+
+def _hold(job: Job, until: float) -> None:
+    """Keep a processed job InProgress until ``until`` (``time.monotonic()``), as a profile says a real
+    org would; an abort ends the wait."""
+    remaining = until - time.monotonic()
+    if remaining <= 0:
+        return
+    woken = threading.Event()
+    if job.on_settled(woken.set):
+        woken.wait(remaining)
+        job.forget(woken.set)
 
 
 def _slice_bounds(total: int) -> builtins.list[tuple[int, int]]:

@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from email.utils import formatdate
@@ -32,6 +31,7 @@ from .bulk import BulkJobs, Job
 from .calls import MAX_VERSION, MIN_VERSION, Call
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
 from .ids import normalize_id
+from .profile import PROFILES, Profile
 from .query import QueryEngine, batch_size
 from .schema import SObject, format_datetime, now_ms, parse_datetime
 from .store import Org, Txn, User
@@ -99,14 +99,15 @@ def _release_label(version: int) -> str:
 class Api:
     """Request handling state: the org, sessions, query engine and limits."""
 
-    def __init__(self, org: Org, session_timeout: float, daily_api_requests: int) -> None:
+    def __init__(self, org: Org, session_timeout: float, daily_api_requests: int, profile: Profile) -> None:
         self.org = org
+        self.profile = profile
         self.sessions = Sessions(org.org_id, session_timeout)
         self.engine = QueryEngine(org)
         self.daily_limit = daily_api_requests
         self.faults = faults.Faults()
         org.write_hook = self.faults.check_record_write
-        self.bulk = BulkJobs(org, self.engine, self.faults, org.data_dir / "bulk")
+        self.bulk = BulkJobs(org, self.engine, self.faults, org.data_dir / "bulk", profile)
         self.admin_token = admin.admin_token(org.data_dir)
         org.purge_expired()
 
@@ -120,6 +121,9 @@ class Api:
 
     async def __call__(self, request: Request) -> Response | _Dropped:
         body = await request.body()
+        delay = self._latency(request)
+        if delay:
+            await asyncio.sleep(delay)  # on the event loop: a request waiting takes no thread from the others
         response = await run_in_threadpool(self.handle, request, body)
         # Clients read the org's clock from Date (the sync freezes its windows with it), so it is stamped
         # when the answer is ready; uvicorn's own header is refreshed only once a second.
@@ -128,15 +132,20 @@ class Api:
             target.headers["Date"] = formatdate(usegmt=True)
         return response
 
+    def _latency(self, request: Request) -> float:
+        """Seconds before an API request is handled: the profile's round trip and any latency fault's."""
+        path = request.url.path
+        if path.startswith("/localorg/admin/"):
+            return 0.0
+        rule = self.faults.take(("latency",), path, request.method)
+        return (self.profile.rest_latency_ms + (rule.latency_ms if rule else 0)) / 1000
+
     def handle(self, request: Request, body: bytes) -> Response | _Dropped:
         """Answer one request: admin calls, else the API with any fault rules that match it."""
         path = request.url.path
         if path.startswith("/localorg/admin/"):
             return self._admin(request, body)
         faults.current_route.set(path)
-        rule = self.faults.take(("latency",), path, request.method)
-        if rule is not None:
-            time.sleep(rule.latency_ms / 1000)
         rule = self.faults.take(faults.REQUEST_KINDS, path, request.method)
         if rule is None:
             return self._respond(request, body)
@@ -912,9 +921,11 @@ class SalesforceHeaderNames:
         await self.app(scope, receive, cased)
 
 
-def create_app(org: Org, session_timeout: float, daily_api_requests: int) -> Starlette:
-    """The ASGI app serving ``org``."""
-    api = Api(org, session_timeout, daily_api_requests)
+def create_app(
+    org: Org, session_timeout: float, daily_api_requests: int, profile: Profile = PROFILES["instant"]
+) -> Starlette:
+    """The ASGI app serving ``org``, as slow as ``profile`` says."""
+    api = Api(org, session_timeout, daily_api_requests, profile)
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
     return Starlette(
         routes=[Route("/{path:path}", api.__call__, methods=methods)],
