@@ -309,6 +309,8 @@ class BulkJobs:
             )
         if plan.offset is not None:
             raise _job_error("INVALIDJOB", "OFFSET is not supported by Bulk API 2.0")
+        if plan.selects_compound:
+            raise _job_error("API_ERROR", "Selecting compound data not supported in Bulk Query")
         job = self._new_job(
             "query",
             user,

@@ -31,7 +31,7 @@ from .database import User, quote
 from .errors import SalesforceError, not_found
 from .ids import make_id, normalize_id
 from .lexer import query_error, unquote
-from .schema import NUMBER_TYPES, SField, SObject, parse_datetime
+from .schema import COMPOUND_TYPES, NUMBER_TYPES, SField, SObject, parse_datetime
 from .store import Org
 
 MIN_BATCH, MAX_BATCH = 200, 2000
@@ -93,6 +93,11 @@ class Plan:
     # The first ORDER BY key where it is a stored column of the object itself, ascending, nulls first
     # (``t."SystemModstamp"``): the result is then ordered by ranges of it, and can be read range by range.
     leading: str | None = None
+
+    @property
+    def selects_compound(self) -> bool:
+        """Whether an address or geolocation field is selected (the Bulk APIs cannot read them)."""
+        return any(f.type in COMPOUND_TYPES for _, f, _ in self.select)
 
     def rowids(self, conn: Any, export: bool = False) -> array[int]:
         """The ordered rowids of the whole result (LIMIT and OFFSET applied); ``export``: tested as ``csv``
@@ -365,6 +370,12 @@ class _Compiler:
         if isinstance(cond, soql.Not):
             return f"(NOT {self.condition(cond.item)})"
         _, f, sql = self.resolve(cond.path)
+        if f.type in COMPOUND_TYPES:  # describe says filterable: DISTANCE() may filter them (not modelled)
+            raise self.error(
+                cond.path.pos,
+                "INVALID_FIELD",
+                f"{f.type.capitalize()} fields can only be filtered using Distance expressions",
+            )
         if not f.filterable:
             raise self.error(
                 cond.path.pos, "INVALID_FIELD", f"field '{f.name}' can not be filtered in a query call"
@@ -456,7 +467,7 @@ class _Compiler:
         descending = False
         for item in items:
             _, f, sql = self.resolve(item.path)
-            if not f.filterable or f.type == "multipicklist":
+            if not f.sortable:
                 raise self.error(
                     item.path.pos, "INVALID_FIELD", f"field '{f.name}' can not be sorted in a query call"
                 )
