@@ -61,6 +61,13 @@ after 15 days (``admin purge --expired``, also run at server start) or an explic
 for Bulk hardDelete, records leave every read path except ``deleted/``, which keeps reporting them
 for 15 days more. A converted lead is read-only (CANNOT_UPDATE_CONVERTED_LEAD).
 
+Compound fields (``type: address`` or ``location`` in ``org.yaml``, after their declared components:
+``BillingAddress`` over ``BillingStreet`` ... ``BillingGeocodeAccuracy``, ``Location__c`` over
+``Location__Latitude__s``/``__Longitude__s``): REST reads give a nested object (null when every component
+is), Bulk 2.0 query jobs selecting one are refused (API_ERROR "Selecting compound data not supported in
+Bulk Query"), WHERE answers INVALID_FIELD (DISTANCE() is not modelled), writes answer
+INVALID_FIELD_FOR_INSERT_UPDATE; field-level security hides a compound with its components.
+
 Admin endpoints (POST JSON; header ``X-Localorg-Admin-Token: <DATA/admin-token>`` acting as
 ``"asUser"`` (default admin@localorg.test), or ``Authorization: Bearer <session of a System
 Administrator>``):
