@@ -23,7 +23,7 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import soql
@@ -93,6 +93,19 @@ class Plan:
     # The first ORDER BY key where it is a stored column of the object itself, ascending, nulls first
     # (``t."SystemModstamp"``): the result is then ordered by ranges of it, and can be read range by range.
     leading: str | None = None
+    ordered: bool = False  # the query has an ORDER BY (order_sql always orders, by rowid at least)
+
+    def id_range(self, low: str | None, high: str | None) -> Plan:
+        """This query restricted to Ids in [low, high) (a bound of None is open): a PK chunk of it."""
+        bounds = [(">=", low), ("<", high)]
+        where = [f't."Id" {op} ?' for op, value in bounds if value is not None]
+        params = [value for _, value in bounds if value is not None]
+        # The Id conditions go first: the IsDeleted test stays last (see csv).
+        return replace(
+            self,
+            where_sql=" AND ".join([*where, self.where_sql]),
+            where_params=[*params, *self.where_params],
+        )
 
     @property
     def selects_compound(self) -> bool:
@@ -542,6 +555,7 @@ class QueryEngine:
             parsed.limit,
             parsed.offset,
             c.leading,
+            bool(parsed.order),
         )
 
     def execute(

@@ -3,7 +3,6 @@ Bulk API 2.0 paths (the REST resources through Starlette routes), with fault inj
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -28,9 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import admin, bulk, composite, faults
 from .auth import Sessions, oauth_revoke, oauth_token, soap_login
-from .bulk import BulkJobs, Job
+from .bulk import BulkJobs
 from .calls import MAX_VERSION, MIN_VERSION, Call
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
+from .held import HeldAnswer
 from .ids import normalize_id
 from .query import QueryEngine, batch_size
 from .schema import SObject, format_datetime, now_ms, parse_datetime
@@ -374,46 +374,6 @@ def _session_token(request: Request) -> str:
     if scheme.lower() not in ("bearer", "oauth") or not token:
         token = request.headers.get("x-sfdc-session", "")
     return token.strip()
-
-
-class _HeldStatus(Response):
-    """A running Bulk job's status GET, answered once the job ends (or is aborted) or after ``hold`` seconds,
-    with its info then: the same JSON as an immediate answer, only later.
-
-    The wait is a future on the event loop that the job's worker thread completes; it takes none of the
-    threads that run requests, so however many polls are held (a client polling a job that never ends,
-    several clients polling theirs) every other request is answered as soon as ever.
-    """
-
-    def __init__(self, job: Job, hold: float) -> None:
-        super().__init__(media_type="application/json")
-        self.job, self.hold = job, hold
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
-
-        def settle() -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        def wake() -> None:
-            try:
-                loop.call_soon_threadsafe(settle)
-            except RuntimeError:  # the server has stopped: nobody waits any more
-                pass
-
-        if self.job.on_settled(wake):
-            try:
-                await asyncio.wait_for(woken, self.hold)
-            except TimeoutError:
-                pass
-            finally:
-                self.job.forget(wake)
-        kept = {k: v for k, v in self.headers.items() if k not in ("content-length", "content-type", "date")}
-        answer = _json(200, self.job.info(), kept)
-        answer.headers["Date"] = formatdate(usegmt=True)  # the org's clock when the answer is ready
-        await answer(scope, receive, send)
 
 
 class _Dropped:
@@ -787,7 +747,9 @@ def bulk_list(api: Api, call: Call) -> tuple[int, Any]:
 
 def bulk_info(api: Api, call: Call) -> tuple[int, Any]:
     job = api.bulk.get(call.user, call.params["kind"], call.params["job"])
-    return 200, _HeldStatus(job, bulk.STATUS_HOLD_SECONDS) if job.running else job.info()
+    if job.running:
+        return 200, HeldAnswer(job, bulk.STATUS_HOLD_SECONDS, lambda: _json(200, job.info()))
+    return 200, job.info()
 
 
 def bulk_state(api: Api, call: Call) -> tuple[int, Any]:
