@@ -42,6 +42,18 @@ the server's lifetime. A status GET of a running job is answered as soon as the 
 aborted), or after ``bulk.STATUS_HOLD_SECONDS`` (5 s) with its state then: the same JSON and the same one
 API call as Salesforce's immediate answer, only later; held polls take no request thread.
 
+Bulk API 1.0 (``/services/async/XX.X/job``, the session in ``X-SFDC-Session``; ``Authorization`` is not
+read there): query and queryAll jobs with ``contentType`` CSV, created from a JSON or XML ``jobInfo``
+(job answers and errors in the request's format: ``{"exceptionCode","exceptionMessage"}`` or ``<error>``,
+status 400), closed or aborted by a POST of ``state``. A batch is a SOQL body (text/csv) run by the Bulk
+API 2.0 machinery; batch info, batch lists and result lists are XML; a bad query fails the batch with
+``InvalidBatch : Failed to process query: CODE: message``; a result with no rows reads "Records not found
+for this query". ``Sforce-Enable-PKChunking`` (``TRUE``, ``chunkSize=N`` up to 250,000, default 100,000,
+``startRow=Id``) turns the first batch NotProcessed and adds a batch per Id range of N rows of the table
+(deleted rows count), on custom objects and the standard objects Salesforce chunks, for queries with no
+clause but WHERE. Batch polls are held like Bulk API 2.0 status polls; each batch counts in
+``DailyBulkApiBatches``.
+
 Composite (``POST /services/data/vXX.X/composite``, ``{"allOrNone", "collateSubrequests",
 "compositeRequest": [{"method", "url", "referenceId", "body"?, "httpHeaders"?}]}``): up to 25 subrequests
 (at most 5 of them query/queryAll/sObject Collections; more answer 400 LIMIT_EXCEEDED), run in order through
