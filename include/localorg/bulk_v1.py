@@ -270,6 +270,8 @@ class AsyncJobs:
             raise error("FUNCTIONALITY_NOT_ENABLED", "Aggregate queries not supported in Bulk Query")
         if plan.offset is not None:
             raise error("FUNCTIONALITY_NOT_ENABLED", "OFFSET not supported in Bulk Query")
+        if plan.selects_compound:
+            raise error("FUNCTIONALITY_NOT_ENABLED", "Selecting compound data not supported in Bulk Query")
         return plan
 
     @staticmethod

@@ -308,6 +308,12 @@ def test_bad_soql_fails_the_batch(sf: Salesforce) -> None:
         "InvalidBatch : Failed to process query: INVALID_TYPE_FOR_OPERATION: The root entity of the "
         "requested query (Contact) does not match the entity of the requested Bulk API Job (Lead)."
     )
+    accounts = create_job(sf, "Account")
+    compound = poll(sf, accounts, add_batch(sf, accounts, "SELECT Id, BillingAddress FROM Account")["id"])
+    assert compound["stateMessage"] == (
+        "InvalidBatch : Failed to process query: FUNCTIONALITY_NOT_ENABLED: Selecting compound data not "
+        "supported in Bulk Query"
+    )
     listing = requests.get(url(sf, f"job/{job}/batch/{bad['id']}/result"), headers=headers(sf))
     assert listing.status_code == 400 and listing.json()["exceptionCode"] == "InvalidBatch"
     status = requests.get(url(sf, f"job/{job}"), headers=headers(sf)).json()
