@@ -30,13 +30,15 @@ class Profile:
     bulk_ingest_concurrency: int = 0
 
     def bulk_seconds(self, kind: str, records: int) -> float:
-        """How long a Bulk job of ``kind`` ("query" or "ingest") and ``records`` records is processed."""
-        per_10k = self.bulk_query_seconds_per_10k if kind == "query" else self.bulk_ingest_seconds_per_10k
+        """How long a Bulk job of ``kind`` and ``records`` records is processed: "ingest", else a query
+        (a Bulk API 2.0 query job or a Bulk API 1.0 query batch)."""
+        per_10k = self.bulk_ingest_seconds_per_10k if kind == "ingest" else self.bulk_query_seconds_per_10k
         return self.bulk_job_seconds + per_10k * records / 10_000
 
     def concurrency(self, kind: str) -> int:
-        """How many Bulk jobs of ``kind`` are processed at once (0: as many as the server's workers)."""
-        return self.bulk_query_concurrency if kind == "query" else self.bulk_ingest_concurrency
+        """How many Bulk jobs of ``kind`` (as in ``bulk_seconds``) are processed at once (0: as many as the
+        server's workers)."""
+        return self.bulk_ingest_concurrency if kind == "ingest" else self.bulk_query_concurrency
 
     def cli_args(self) -> list[str]:
         """``serve`` arguments that select this profile (``--profile`` and the values that differ)."""
