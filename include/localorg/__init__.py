@@ -40,8 +40,9 @@ included, waits 150 ms (``--rest-latency-ms``) on the event loop, other requests
 API 2.0 job (or a Bulk API 1.0 batch) stays InProgress for 2.5 s (``--bulk-job-seconds``) plus 1 s per
 10,000 records of a query and 5 s per 10,000 of an ingest (``--bulk-query-seconds-per-10k``,
 ``--bulk-ingest-seconds-per-10k``), and at most 5 queries and 5 ingest jobs are processed at once
-(``--bulk-query-concurrency``, ``--bulk-ingest-concurrency``); later ones wait, queued. Each option overrides either profile's
-value; no randomness. ``running_org(..., profile="realistic")`` takes a name or a ``Profile``.
+(``--bulk-query-concurrency``, ``--bulk-ingest-concurrency``); later ones wait, queued. Each option
+overrides either profile's value; no randomness. ``running_org(..., profile="realistic")`` takes a name
+or a ``Profile``.
 
 Bulk API 2.0 (``/services/data/vXX.X/jobs/query`` and ``jobs/ingest``, ``sf.bulk2``): query and
 queryAll jobs (same SOQL compiler and visibility as REST; COUNT() and OFFSET refused with INVALIDJOB;
