@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         date_header=False,  # the app stamps its own, exact Date
         server_header=False,  # Salesforce sends no "server: uvicorn", and uvicorn adds it past the app
         http="h11",  # httptools lower-cases every header name on the wire; h11 sends the app's casing
+        # A client's idle keep-alive connection holds a graceful stop for as long as its TLS close waits
+        # (asyncio allows 30 s): a stopping org gives open answers a second, then leaves.
+        timeout_graceful_shutdown=1,
     )
 
 
