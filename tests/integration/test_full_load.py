@@ -293,7 +293,6 @@ def test_a_full_load_of_every_object_stays_within_its_api_budget(
         calls = OrgCalls(org, monkeypatch)
         pieces = copy_all("manual__budget", [])
         assert len(pieces) == len(OBJECTS), "every object fits in one Bulk job"
-        print(f"API calls counted by the org: {calls.spent()} for {records} records")
         # At most 5 calls an object and 5 a million records, counted by the org: describing and counting
         # five objects is one call, and each object's job is created, polled and read in one page.
         assert calls.spent() <= 5 * len(OBJECTS) + 5 * records / 1e6
