@@ -65,21 +65,28 @@ def build_sync_dag(entry: SyncObject, settings: SyncSettings) -> DAG:
 
 
 def build_full_load_dag(registry: Registry) -> DAG:
-    """The one-off full load: triggered by hand (the whole org), or backfilled one day per run."""
+    """The one-off full load: triggered by hand (the whole org), or backfilled an interval per run."""
     objects = [e.sobject for e in registry.enabled()]
     defaults = _with_timeout(DAG_DEFAULTS, registry.settings.task_timeout_minutes)
     defaults |= {"dagrun_timeout": FULL_LOAD_TIMEOUT, "max_active_runs": 4}
     with DAG(
         dag_id=FULL_LOAD_DAG_ID,
-        schedule=BackfillOnlyTimetable(),
-        doc_md=FULL_LOAD_DOC.format(objects=", ".join(objects)),
+        schedule=BackfillOnlyTimetable(registry.settings.full_load_interval),
+        doc_md=FULL_LOAD_DOC.format(
+            objects=", ".join(objects),
+            interval=registry.settings.full_load_interval,
+            job_records=registry.settings.full_load_job_records,
+        ),
         tags=["sfsync", "full-load"],
         params={
             "objects": Param(
                 [], type="array", items={"enum": objects}, description="Objects to copy; empty: all"
             ),
-            "slice_days": Param(
-                30, type="number", exclusiveMinimum=0, description="Days of CreatedDate per slice"
+            "job_records": Param(
+                registry.settings.full_load_job_records,
+                type="integer",
+                minimum=1,
+                description="Most records per Bulk job; larger objects are cut into slices of equal size",
             ),
         },
         **defaults,
@@ -101,9 +108,12 @@ def _with_timeout(defaults: dict[str, Any], minutes: float) -> dict[str, Any]:
 
 FULL_LOAD_DOC = """### Full load
 
-Copies every record the integration user can see ({objects}) with Bulk API 2.0, in CreatedDate slices:
-one mapped `copy_slice` task per object and slice, each retried on its own. A manual run copies the whole
-history (params `objects`, `slice_days`); a backfill run copies the records created in its day:
+Copies every record the integration user can see ({objects}) with Bulk API 2.0, in CreatedDate slices
+sized by the records' counts: an object of up to {job_records:,} records (param `job_records`) in one
+Bulk job, a larger one in slices of about equal size; one mapped `copy_slice` task per slice, each
+retried on its own. A manual run copies the whole history (params `objects`, `job_records`); a backfill
+run copies the records created in its interval (`{interval}`, the registry's `full_load_interval`), and
+skips the objects with none:
 
     airflow backfill create --dag-id sf_full_load --from-date 2015-01-01 --to-date 2025-01-01
 

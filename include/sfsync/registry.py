@@ -139,14 +139,7 @@ class SyncObject(BaseModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, schedule: str) -> str:
-        from airflow.exceptions import AirflowTimetableInvalid
-        from airflow.timetables.trigger import CronTriggerTimetable
-
-        try:
-            CronTriggerTimetable(schedule, timezone="UTC").validate()
-        except AirflowTimetableInvalid as error:
-            raise ValueError(f"{schedule!r} is not a cron expression: {error}") from None
-        return schedule
+        return _valid_cron(schedule)
 
     @field_validator("sobject")
     @classmethod
@@ -195,6 +188,17 @@ class SyncObject(BaseModel):
         return by_field.get(field.lower()) or self.conflicts.winner or DEFAULT_WINNERS[self.sobject]
 
 
+def _valid_cron(expression: str) -> str:
+    from airflow.exceptions import AirflowTimetableInvalid
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    try:
+        CronTriggerTimetable(expression, timezone="UTC").validate()
+    except AirflowTimetableInvalid as error:
+        raise ValueError(f"{expression!r} is not a cron expression: {error}") from None
+    return expression
+
+
 class SyncSettings(BaseModel):
     """Settings shared by every object (the ``settings:`` block of the registry file)."""
 
@@ -221,6 +225,15 @@ class SyncSettings(BaseModel):
     #: slice, which may copy millions of records, has its own.
     task_timeout_minutes: float = Field(default=30, gt=0)
     slice_timeout_minutes: float = Field(default=240, gt=0)
+    #: The most records one full-load Bulk job copies: an object with more is cut into slices of about
+    #: equal size, copied in parallel. A million records (a few GB of CSV at most) stream in well within a
+    #: slice's time limit, and cost about 4 calls (create, poll, a page or two): API calls grow with the
+    #: records, not with the years of history. A failed slice copies at most this many again.
+    full_load_job_records: int = Field(default=1_000_000, ge=1)
+    #: The data interval of each backfill run of the full load: a cron expression or preset (``@monthly``,
+    #: ``@weekly``, ``@daily``). Each run describes and counts every object (a call per five objects), so
+    #: fewer, longer intervals cost fewer calls; objects with nothing created in a run's interval are skipped.
+    full_load_interval: str = "@monthly"
     #: The status page's colours: an object is late, then failing, once its watermark is this far behind
     #: Salesforce, or once this many record errors are open; late too once a warehouse change has waited
     #: this long for its push.
@@ -239,6 +252,11 @@ class SyncSettings(BaseModel):
     alert_open_errors: int | None = Field(default=None, ge=1)
     alert_notifier: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     alert_notifier_args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("full_load_interval")
+    @classmethod
+    def _cron(cls, interval: str) -> str:
+        return _valid_cron(interval)
 
     @property
     def alerting(self) -> bool:

@@ -36,8 +36,12 @@ BULK_FINAL_STATES = ("JobComplete", "Failed", "Aborted")
 BULK_JOB_DEADLINE = timedelta(minutes=20)
 BULK_CHUNK_BYTES = 1 << 20
 #: Records per page of a Bulk query's results: each page costs one call, and streams in chunks whatever
-#: its size, so larger pages only save calls.
+#: its size, so larger pages only save calls. None leaves the page size to Salesforce, which sizes pages
+#: by bytes (the full load's way: its jobs hold up to millions of records).
 BULK_PAGE_RECORDS = 100_000
+#: A Composite request takes 25 subrequests, of which at most 5 may be queries, and counts as one call.
+COMPOSITE_SUBREQUESTS = 25
+COMPOSITE_QUERIES = 5
 
 
 class SalesforceError(RuntimeError):
@@ -112,30 +116,51 @@ class Salesforce:
 
         The page is None when the query names a field the caller can no longer see (INVALID_FIELD).
         """
-        version = self.client.sf_version
-        body = {
-            "allOrNone": False,
-            "compositeRequest": [
-                {"method": "GET", "url": f"/services/data/v{version}/sobjects/{sobject}/describe",
-                 "referenceId": "describe"},
-                {"method": "GET", "url": f"/services/data/v{version}/queryAll/?{urlencode({'q': soql})}",
-                 "referenceId": "delta", "httpHeaders": {"Sforce-Query-Options": f"batchSize={page_size}"}},
-            ],
-        }  # fmt: skip
-        answer = cast(dict[str, Any], self.client.restful("composite", method="POST", json=body))
-        described, delta = answer["compositeResponse"]
-        if described["httpStatusCode"] == 404:
-            raise SalesforceError(
-                described["body"],
-                f"{sobject} is no object the integration user can see (check its API name in the registry)",
-            )
-        if described["httpStatusCode"] != 200:
-            raise SalesforceError(described["body"], sobject)
+        headers = {"Sforce-Query-Options": f"batchSize={page_size}"}
+        described, delta = self._composite([_describe(sobject), _query_all(soql, headers)])
+        _check_describe(sobject, described)
         if delta["httpStatusCode"] == 200:
             return described["body"], delta["body"]
         if any(error.get("errorCode") == "INVALID_FIELD" for error in delta["body"]):
             return described["body"], None
         raise SalesforceError(delta["body"])
+
+    def describe_and_count(self, sobjects: list[str], counts: list[str]) -> list[tuple[dict[str, Any], int]]:
+        """Each object's describe and the answer of its ``SELECT COUNT()`` queryAll (``counts``, in the same
+        order), in as few composite requests as their limits allow."""
+        pairs = zip(sobjects, counts, strict=True)
+        answers = self.composites([sub for s, q in pairs for sub in (_describe(s), _query_all(q))])
+        answered = zip(sobjects, answers[0::2], answers[1::2], strict=True)
+        return [(_check_describe(s, d), _body(c)["totalSize"]) for s, d, c in answered]
+
+    def query_many(self, queries: list[str]) -> list[dict[str, Any]]:
+        """The first page of each queryAll, in as few composite requests as their limits allow."""
+        return [_body(answer) for answer in self.composites([_query_all(q) for q in queries])]
+
+    def composites(self, subrequests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The answers to ``subrequests`` (without referenceIds: added here), sent as composite requests of
+        as many as Salesforce allows in one; each answer has its ``httpStatusCode`` and ``body``."""
+        answers: list[dict[str, Any]] = []
+        batch: list[dict[str, Any]] = []
+        for sub in subrequests:
+            queries = sum(s["url"].startswith("query") for s in (*batch, sub))
+            if len(batch) == COMPOSITE_SUBREQUESTS or queries > COMPOSITE_QUERIES:
+                answers += self._composite(batch)
+                batch = []
+            batch.append(sub)
+        return answers + (self._composite(batch) if batch else [])
+
+    def _composite(self, subrequests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        version = self.client.sf_version
+        body = {
+            "allOrNone": False,
+            "compositeRequest": [
+                sub | {"url": f"/services/data/v{version}/{sub['url']}", "referenceId": f"r{i}"}
+                for i, sub in enumerate(subrequests)
+            ],
+        }
+        answer = cast(dict[str, Any], self.client.restful("composite", method="POST", json=body))
+        return cast(list[dict[str, Any]], answer["compositeResponse"])
 
     def query_pages(
         self, soql: str, page_size: int = 2000, first: dict[str, Any] | None = None
@@ -148,8 +173,9 @@ class Salesforce:
             page = self.client.query_more(page["nextRecordsUrl"], identifier_is_url=True, headers=headers)
             yield page
 
-    def bulk_query(self, soql: str) -> BulkResults:
-        """Run a Bulk API 2.0 queryAll job to its end; its CSV result pages.
+    def bulk_query(self, soql: str, page_records: int | None = BULK_PAGE_RECORDS) -> BulkResults:
+        """Run a Bulk API 2.0 queryAll job to its end; its CSV result pages (of ``page_records`` records, or
+        as Salesforce sizes them when None).
 
         Each page (with its header row) streams in chunks as the caller reads it, so nothing larger than
         a chunk is held in memory and the download overlaps whatever the caller does with the chunks.
@@ -161,7 +187,7 @@ class Salesforce:
         job = self.wait_for_bulk_job("query", job["id"])
         if job["state"] != "JobComplete":
             raise SalesforceOperationError(f"Job failure. Response content: {job.get('errorMessage') or job}")
-        return BulkResults(self, job["id"], records=int(job["numberRecordsProcessed"]))
+        return BulkResults(self, job["id"], page_records, int(job["numberRecordsProcessed"]))
 
     def wait_for_bulk_job(self, kind: str, job_id: str, deadline: timedelta | None = None) -> dict[str, Any]:
         """Poll a Bulk API 2.0 job (``kind`` ``query`` or ``ingest``) until it ends; its final info. A job
@@ -228,10 +254,12 @@ class Salesforce:
             f"{self.client.bulk2_url}{path}", method, self.client.session, headers, **kwargs
         )
 
-    def _bulk_pages(self, job_id: str, page_records: int) -> Iterator[BulkPage]:
+    def _bulk_pages(self, job_id: str, page_records: int | None) -> Iterator[BulkPage]:
         locator = ""
         while True:
-            params = {"maxRecords": page_records} | ({"locator": locator} if locator else {})
+            params = ({"maxRecords": page_records} if page_records else {}) | (
+                {"locator": locator} if locator else {}
+            )
             path = f"query/{job_id}/results"
             with closing(self._bulk_call("GET", path, accept="text/csv", params=params, stream=True)) as got:
                 yield BulkPage(int(got.headers["Sforce-NumberOfRecords"]), _without_nul(got))
@@ -247,7 +275,7 @@ class BulkResults:
 
     sf: Salesforce
     job_id: str
-    page_records: int = BULK_PAGE_RECORDS
+    page_records: int | None = BULK_PAGE_RECORDS
     records: int = 0
 
     def __iter__(self) -> Iterator[BulkPage]:
@@ -263,6 +291,32 @@ class BulkPage:
 
     def __iter__(self) -> Iterator[bytes]:
         return self.chunks
+
+
+def _describe(sobject: str) -> dict[str, Any]:
+    return {"method": "GET", "url": f"sobjects/{sobject}/describe"}
+
+
+def _query_all(soql: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"method": "GET", "url": f"queryAll/?{urlencode({'q': soql})}"} | (
+        {"httpHeaders": headers} if headers else {}
+    )
+
+
+def _check_describe(sobject: str, described: dict[str, Any]) -> dict[str, Any]:
+    if described["httpStatusCode"] == 404:
+        raise SalesforceError(
+            described["body"],
+            f"{sobject} is no object the integration user can see (check its API name in the registry)",
+        )
+    return _body(described, sobject)
+
+
+def _body(answer: dict[str, Any], about: str = "") -> Any:
+    """A composite subrequest's answer, or its error."""
+    if answer["httpStatusCode"] != 200:
+        raise SalesforceError(answer["body"], about)
+    return answer["body"]
 
 
 def _without_nul(response: requests.Response) -> Iterator[bytes]:

@@ -1,5 +1,6 @@
 """Every SOQL statement the sync sends: the delta window, the Id listing of reconciliation, reads by Id, a
-full load's slices and its first record, and the one-record probe that reads the org's API usage."""
+full load's slices, their counts and an object's first record, and the one-record probe that reads the
+org's API usage."""
 
 from __future__ import annotations
 
@@ -55,6 +56,11 @@ def created_query(sobject: str, fields: list[str], start: datetime, end: datetim
         f"SELECT {', '.join(fields)} FROM {sobject}"
         f" WHERE CreatedDate >= {literal(start)} AND CreatedDate < {literal(end)}"
     )
+
+
+def count_created(sobject: str, start: datetime, end: datetime) -> str:
+    """How many records were created in ``[start, end)``: what a full load sizes its slices by."""
+    return count_of(created_query(sobject, ["Id"], start, end))
 
 
 def count_of(query: str) -> str:

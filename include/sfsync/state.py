@@ -240,24 +240,50 @@ class FailedSlice:
     error: str
 
 
-def plan_slice(conn: psycopg.Connection, key: SliceKey, end: datetime, watermark: datetime) -> None:
+def plan_slice(
+    conn: psycopg.Connection,
+    key: SliceKey,
+    end: datetime,
+    watermark: datetime,
+    fields: list[str],
+    skipped: bool = False,
+) -> None:
+    """Record a slice to copy, or (``skipped``) an object with nothing to copy, finished at once: it is
+    handed over with the others, and holds its incremental DAG back no moment."""
+    status, rows = ("skipped", 0) if skipped else ("planned", None)
     conn.execute(
-        "INSERT INTO sfsync.full_load_slices (run_id, sobject, slice_start, slice_end, watermark)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        [key.run_id, key.sobject, key.start, end, watermark],
+        "INSERT INTO sfsync.full_load_slices"
+        " (run_id, sobject, slice_start, slice_end, watermark, fields, status, rows, finished_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END) ON CONFLICT DO NOTHING",
+        [key.run_id, key.sobject, key.start, end, watermark, fields, status, rows, skipped],
     )
 
 
 def slices(conn: psycopg.Connection, run_id: str) -> list[dict[str, str]]:
-    """A run's slices, as the mapped copy tasks take them."""
+    """A run's slices to copy, as the mapped copy tasks take them."""
     return [
         {"sobject": sobject, "start": start.isoformat(), "end": end.isoformat()}
         for sobject, start, end in conn.execute(
             "SELECT sobject, slice_start, slice_end FROM sfsync.full_load_slices"
-            " WHERE run_id = %s ORDER BY sobject, slice_start",
+            " WHERE run_id = %s AND status <> 'skipped' ORDER BY sobject, slice_start",
             [run_id],
         )
     ]
+
+
+def planned_objects(conn: psycopg.Connection, run_id: str) -> set[str]:
+    """The objects a run has planned, skipped ones included."""
+    found = conn.execute("SELECT DISTINCT sobject FROM sfsync.full_load_slices WHERE run_id = %s", [run_id])
+    return {sobject for (sobject,) in found}
+
+
+def slice_fields(conn: psycopg.Connection, key: SliceKey) -> list[str] | None:
+    """The fields the plan described for a slice (None for one planned before they were kept)."""
+    row = conn.execute(
+        "SELECT fields FROM sfsync.full_load_slices WHERE run_id = %s AND sobject = %s AND slice_start = %s",
+        [key.run_id, key.sobject, key.start],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def mark_slice(
@@ -274,11 +300,12 @@ def mark_slice(
 
 
 def copies(conn: psycopg.Connection, run_id: str) -> list[ObjectCopy]:
-    """Per object of a run: whether every slice is done, the hand-over watermark (the earlier of the org's
-    clock when it was planned and the end of what it copied), and the rows copied."""
+    """Per object of a run: whether every slice is done (or skipped: nothing to copy), the hand-over
+    watermark (the earlier of the org's clock when it was planned and the end of what it copied), and the
+    rows copied."""
     with conn.cursor(row_factory=class_row(ObjectCopy)) as cursor:
         return cursor.execute(
-            "SELECT sobject, bool_and(status = 'done') AS complete,"
+            "SELECT sobject, bool_and(status IN ('done', 'skipped')) AS complete,"
             " least(min(watermark), max(slice_end)) AS watermark, coalesce(sum(rows), 0)::bigint AS rows"
             " FROM sfsync.full_load_slices WHERE run_id = %s GROUP BY sobject ORDER BY sobject",
             [run_id],
@@ -291,13 +318,13 @@ def close_slices(conn: psycopg.Connection, run_id: str) -> list[FailedSlice]:
     with conn.cursor(row_factory=class_row(FailedSlice)) as cursor:
         failed = cursor.execute(
             "SELECT sobject, slice_start AS start, slice_end AS end, coalesce(error, status) AS error"
-            " FROM sfsync.full_load_slices WHERE run_id = %s AND status <> 'done'"
+            " FROM sfsync.full_load_slices WHERE run_id = %s AND status NOT IN ('done', 'skipped')"
             " ORDER BY sobject, slice_start",
             [run_id],
         ).fetchall()
     conn.execute(
         "UPDATE sfsync.full_load_slices SET status = 'failed', finished_at = now()"
-        " WHERE run_id = %s AND status <> 'done'",
+        " WHERE run_id = %s AND status NOT IN ('done', 'skipped')",
         [run_id],
     )
     return failed

@@ -125,8 +125,8 @@ def check_alerts(sobject: str) -> list[str]:
 
 @task(pool=SALESFORCE_POOL)
 def plan_slices(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
-    """Cut each object's history into CreatedDate slices: all of it for a manual run, the data interval
-    for a backfill run (``airflow backfill create --dag-id sf_full_load ...``)."""
+    """Cut each object's history into CreatedDate slices of about equal size: all of it for a manual run,
+    the data interval for a backfill run (``airflow backfill create --dag-id sf_full_load ...``)."""
     from sfsync import full_load
 
     context = get_current_context()
@@ -135,8 +135,8 @@ def plan_slices(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if context["dag_run"].run_type == "backfill" and start and end:
         interval = (start, end)
-    objects, slice_days = list(params.get("objects") or []), float(params.get("slice_days") or 30)
-    return _full_load(full_load.plan, objects, slice_days, interval)
+    objects, job_records = list(params.get("objects") or []), params.get("job_records")
+    return _full_load(full_load.plan, objects, interval, int(job_records) if job_records else None)
 
 
 @task(

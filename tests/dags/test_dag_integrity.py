@@ -100,17 +100,29 @@ def test_full_load_structure(dagbag):
     }
     assert dag.get_task("plan_slices").pool == dag.get_task("copy_slice").pool == SALESFORCE_POOL
     assert dag.get_task("hand_over").trigger_rule == "all_done", "failed slices are reported, not hidden"
-    assert set(dag.params) == {"objects", "slice_days"}
+    assert set(dag.params) == {"objects", "job_records"}
 
 
-def test_full_load_is_backfilled_by_day_and_never_scheduled(dagbag):
+def test_full_load_is_backfilled_by_month_and_never_scheduled(dagbag):
     timetable = dagbag.dags["sf_full_load"].timetable
     start = pendulum.datetime(2025, 3, 1, tz="UTC")
-    backfill = TimeRestriction(earliest=start, latest=start.add(days=2), catchup=True)
+    backfill = TimeRestriction(earliest=start, latest=start.add(months=2), catchup=True)
     first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=backfill)
-    assert (first.data_interval.start, first.data_interval.end) == (start, start.add(days=1))
+    assert (first.data_interval.start, first.data_interval.end) == (start, start.add(months=1))
     scheduler = TimeRestriction(earliest=start, latest=None, catchup=False)
     assert timetable.next_dagrun_info(last_automated_data_interval=None, restriction=scheduler) is None
+
+
+@pytest.mark.parametrize(("interval", "days"), [("@weekly", 7), ("@daily", 1), ("0 0 1 */3 *", 90)])
+def test_the_registry_chooses_the_backfill_interval(interval, days):
+    from sfsync.timetables import BackfillOnlyTimetable
+
+    timetable = BackfillOnlyTimetable.deserialize(BackfillOnlyTimetable(interval).serialize())
+    start = pendulum.datetime(2025, 1, 1, tz="UTC")
+    backfill = TimeRestriction(earliest=start, latest=start.add(years=1), catchup=True)
+    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=backfill)
+    assert (first.data_interval.end - first.data_interval.start).days == days
+    assert timetable.summary == f"backfill only ({interval})"
 
 
 def test_the_plugin_registers_the_timetable():

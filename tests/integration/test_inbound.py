@@ -408,7 +408,7 @@ def test_lifecycle_deletes_undeletes_merges_conversions_and_purges(
         admin.Lead.delete(leads[5])
         assert org.admin("purge", {"ids": [leads[5]]})[0] == 200  # deleted and purged between two runs
         sync("lead")
-        run_step(full_load.plan, "manual__loading", ["Lead"], 30, None)
+        run_step(full_load.plan, "manual__loading", ["Lead"])
         waiting = run_step(reconcile, "manual__early", load_registry().get("Lead"), force=True)
         assert waiting == {"status": "waiting for full load manual__loading"}, "its slices are not listed"
         with pytest.raises(RuntimeError, match="1 slices failed"):

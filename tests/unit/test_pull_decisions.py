@@ -1,5 +1,5 @@
 """The pull's decisions, without services: the window, new fields, the first question asked, REST or Bulk,
-the budget guard's verdict, the full load's slices, and COPY straight in or stage and merge."""
+the budget guard's verdict, and COPY straight in or stage and merge."""
 
 import contextlib
 import datetime as dt
@@ -7,7 +7,7 @@ import datetime as dt
 import psycopg
 import pytest
 
-from sfsync import budget, full_load, load
+from sfsync import budget, load
 from sfsync.extract import _first_question, new_fields, source, start_of_window
 from sfsync.registry import SyncObject, SyncSettings
 from sfsync.salesforce import BulkResults
@@ -91,17 +91,6 @@ def test_a_count_already_asked_decides_without_another_call_and_is_not_taken_for
 def test_the_budget_guard_holds_back_at_its_share_and_reads_a_stale_reading_again(used, limit, age, verdict):
     assert budget.judge(Usage(used, limit, dt.timedelta(seconds=age)), 0.8) == verdict
     assert budget.judge(None, 0.8) == budget.Verdict(False, False), "no reading yet"
-
-
-def test_a_full_load_cuts_its_interval_into_slices_and_an_empty_one_into_one_empty_slice():
-    day = dt.timedelta(days=1)
-    assert full_load.slice_bounds(T0, T0 + 2.5 * day, 1) == [
-        (T0, T0 + day),
-        (T0 + day, T0 + 2 * day),
-        (T0 + 2 * day, T0 + 2.5 * day),
-    ]
-    assert full_load.slice_bounds(T0, T0 + day, 1) == [(T0, T0 + day)]
-    assert full_load.slice_bounds(T0, T0 - day, 1) == [(T0, T0)], "nothing created before the watermark"
 
 
 class Conn:
