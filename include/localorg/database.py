@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .changes import Change, ChangeCapture
+from .changes import ensure_table as ensure_change_event_table
 from .datadir import DB_FILE, FILE_MODE, make_private
 from .ids import make_id
 from .oauth import ensure_table as ensure_refresh_token_table
@@ -85,11 +87,13 @@ class User:
 
 @dataclass
 class Txn:
-    """An open write transaction; every change in it gets the same timestamp ``ts``."""
+    """An open write transaction; every change in it gets the same timestamp ``ts``. ``changes`` are the
+    record changes it made, which become Change Data Capture events when it commits."""
 
     conn: sqlite3.Connection
     ts: int
     user: User
+    changes: list[Change] = field(default_factory=list)
 
 
 def quote(name: str) -> str:
@@ -118,6 +122,7 @@ class Database:
             self.org_id = self._bootstrap(conn)
             self.analyze()
         self.users = self._load_users(conn)
+        self.changes = ChangeCapture(self)
         self._clock = 0  # the last stamp given in this process (stamps never go backwards)
 
     # -- connections and schema -------------------------------------------------------------------
@@ -208,6 +213,7 @@ class Database:
         )
         conn.execute('CREATE INDEX IF NOT EXISTS "_cleared_parent" ON _cleared (parent)')
         ensure_refresh_token_table(conn)  # the connected apps' refresh tokens (oauth.py)
+        ensure_change_event_table(conn)  # Change Data Capture's event bus (changes.py)
         for obj in self.schema.objects.values():
             table = quote(obj.name)
             columns = {f.name: _STORAGE[f.type] for f in obj.stored_fields()}
@@ -300,7 +306,7 @@ class Database:
         if outer is not None:
             # Inside ``transaction`` (a Composite allOrNone request): one savepoint of the open transaction.
             with self.savepoint(outer):
-                yield Txn(outer.conn, outer.ts, user)
+                yield Txn(outer.conn, outer.ts, user, outer.changes)
             return
         with self.write_lock:
             conn = self.conn()
@@ -308,12 +314,17 @@ class Database:
             if at is None:
                 # Wall-clock seconds, held back from going backwards if the clock steps back.
                 self._clock = at = max(now_ms() // 1000 * 1000, self._clock)
+            txn = Txn(conn, at, user)
             try:
-                yield Txn(conn, at, user)
+                yield txn
+                # The change events commit with the changes, as Salesforce's event bus takes them.
+                published = self.changes.publish(txn)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        if published:
+            self.changes.notify()
 
     @contextmanager
     def transaction(self, user: User) -> Iterator[Txn]:
@@ -330,11 +341,13 @@ class Database:
     def savepoint(self, txn: Txn) -> Iterator[None]:
         """A nested transaction: undone alone if the block raises."""
         txn.conn.execute("SAVEPOINT record")
+        staged = len(txn.changes)
         try:
             yield
         except BaseException:
             txn.conn.execute("ROLLBACK TO record")
             txn.conn.execute("RELEASE record")
+            del txn.changes[staged:]  # what was undone publishes nothing
             raise
         txn.conn.execute("RELEASE record")
 

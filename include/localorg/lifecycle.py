@@ -54,10 +54,13 @@ class Lifecycle:
                 cur = txn.conn.execute(
                     f'UPDATE {quote(child.name)} SET {quote(f.name)} = ?, "LastModifiedDate" = ?, '
                     '"LastModifiedById" = ?, "SystemModstamp" = ? '
-                    f'WHERE {quote(f.name)} = ? AND +"IsDeleted" = 0 AND "Id" != ?{"".join(guards)}',
+                    f'WHERE {quote(f.name)} = ? AND +"IsDeleted" = 0 AND "Id" != ?{"".join(guards)} '
+                    'RETURNING "Id"',
                     (new_id, txn.ts, txn.user.id, txn.ts, old_id, new_id, *[new_id] * len(guards)),
                 )
-                moved = moved or cur.rowcount > 0
+                for (child_id,) in cur.fetchall():
+                    self.db.changes.stage(txn, child, child_id, "UPDATE", (f.name, "LastModifiedDate"))
+                    moved = True
             if moved and child.definition.activity:
                 self.writes.roll_up_activity(txn, child, [{"WhoId": new_id, "WhatId": new_id}])
 
@@ -125,11 +128,14 @@ class Lifecycle:
         """The lead's open activities move to the contact; its campaign memberships gain the contact."""
         stamp = '"LastModifiedDate" = ?, "LastModifiedById" = ?, "SystemModstamp" = ?'
         for act in (o for o in self.schema.objects.values() if o.definition.activity):
-            txn.conn.execute(
+            moved = txn.conn.execute(
                 f'UPDATE {quote(act.name)} SET "WhoId" = ?, "WhatId" = COALESCE("WhatId", ?), {stamp} '
-                'WHERE "WhoId" = ? AND +"IsDeleted" = 0',
+                'WHERE "WhoId" = ? AND +"IsDeleted" = 0 RETURNING "Id"',
                 (contact_id, what_id, txn.ts, txn.user.id, txn.ts, lead_id),
-            )
+            ).fetchall()
+            for (activity_id,) in moved:
+                moved_fields = ("WhoId", "WhatId", "LastModifiedDate")
+                self.db.changes.stage(txn, act, activity_id, "UPDATE", moved_fields)
             self.writes.roll_up_activity(
                 txn, act, [{"WhoId": lead_id}, {"WhoId": contact_id, "WhatId": what_id}]
             )
@@ -137,11 +143,14 @@ class Lifecycle:
         if member is not None:
             # Where the contact is already in the campaign, its membership is kept and the lead's is left.
             guards = _unique_guards(member, "ContactId")
-            txn.conn.execute(
+            members = txn.conn.execute(
                 f'UPDATE "CampaignMember" SET "ContactId" = ?, {stamp} '
-                f'WHERE "LeadId" = ? AND "ContactId" IS NULL AND +"IsDeleted" = 0{"".join(guards)}',
+                f'WHERE "LeadId" = ? AND "ContactId" IS NULL AND +"IsDeleted" = 0{"".join(guards)} '
+                'RETURNING "Id"',
                 (contact_id, txn.ts, txn.user.id, txn.ts, lead_id, *[contact_id] * len(guards)),
-            )
+            ).fetchall()
+            for (member_id,) in members:
+                self.db.changes.stage(txn, member, member_id, "UPDATE", ("ContactId", "LastModifiedDate"))
 
 
 _LEAD_TO_ACCOUNT = {

@@ -188,6 +188,9 @@ class Profile(_Strict):
     view_all_data: bool = False
     # Salesforce's "Bulk API Hard Delete" permission: needed to create Bulk hardDelete jobs.
     bulk_api_hard_delete: bool = False
+    # Objects with the "View All" object permission: all their records are visible, whatever the sharing,
+    # and their change events may be subscribed to.
+    view_all_objects: list[str] = []
     # Field-level security: fields this profile cannot see, by object.
     hidden_fields: dict[str, list[str]] = {}
 
@@ -225,6 +228,10 @@ class Settings(_Strict):
     org_name: str = "Local Org"
     session_timeout_seconds: int = Field(default=7200, gt=0)
     daily_api_requests: int = Field(default=15000, gt=0)
+    # The objects selected for Change Data Capture (Setup's Change Data Capture page).
+    change_data_capture: list[str] = [
+        *("Lead", "Contact", "Account", "Campaign", "CampaignMember", "Opportunity"),
+    ]
 
 
 class OrgDef(_Strict):
@@ -259,7 +266,12 @@ class OrgDef(_Strict):
         for name in self.org_wide_defaults:
             if name not in objects:
                 raise ValueError(f"org_wide_defaults: unknown object {name}")
+        for name in self.settings.change_data_capture:
+            if name not in objects:
+                raise ValueError(f"change_data_capture: unknown object {name}")
         for profile in self.profiles:
+            if set(profile.view_all_objects) - set(objects):
+                raise ValueError(f"profile {profile.name}: unknown view_all_objects")
             for obj_name, fields in profile.hidden_fields.items():
                 known = {f.name for f in objects[obj_name].fields} if obj_name in objects else None
                 if known is None or set(fields) - known:

@@ -40,7 +40,7 @@ class Sharing:
         for user in self.users.values():
             for obj in self.schema.objects.values():
                 default = self.definition.org_wide_defaults.get(obj.name, "public_read_write")
-                if user.view_all or not obj.owned or default != "private":
+                if self.views_all(user, obj) or not obj.owned or default != "private":
                     result[(user.id, obj.name)] = None
                     continue
                 # The role hierarchy: users see records owned by roles below their own.
@@ -79,6 +79,11 @@ class Sharing:
         cond, params = self.visibility(user, obj, "t")
         sql = f'SELECT 1 FROM {quote(obj.name)} t WHERE t."Id" = ? AND {cond}'
         return conn.execute(sql, (record_id, *params)).fetchone() is not None
+
+    def views_all(self, user: User, obj: SObject) -> bool:
+        """Whether the user has "View All Data" or the object's "View All" permission."""
+        profile = next(p for p in self.definition.profiles if p.name == user.profile)
+        return user.view_all or obj.name in profile.view_all_objects
 
     def can_hard_delete(self, user: User) -> bool:
         """Whether the user's profile has the Bulk API Hard Delete permission."""
