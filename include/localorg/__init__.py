@@ -92,6 +92,35 @@ is), Bulk 2.0 query jobs selecting one are refused (API_ERROR "Selecting compoun
 Bulk Query"), WHERE answers INVALID_FIELD (DISTANCE() is not modelled), writes answer
 INVALID_FIELD_FOR_INSERT_UPDATE; field-level security hides a compound with its components.
 
+Streaming API (``POST /cometd/XX.X``, XX >= 37, ``Authorization: Bearer <session>``; Bayeux 1.0 long
+polling, a JSON array of messages per POST): Change Data Capture events of the objects listed in
+``settings.change_data_capture`` in ``org.yaml`` (default Lead, Contact, Account, Campaign, CampaignMember,
+Opportunity), on ``/data/<Object>ChangeEvent`` (``/data/Foo__ChangeEvent`` for ``Foo__c``) and
+``/data/ChangeEvents``. ``/meta/handshake`` answers ``ext: {"replay": true, "payload.format": true}``, a
+``clientId`` and a ``BAYEUX_BROWSER`` cookie (not required back); ``/meta/subscribe`` replays from
+``ext: {"replay": {channel: id}}`` (-1, the default: new events; -2: every retained event; else a retained
+replay id, or ``400::The replayId {N} you provided was invalid. ...``); ``/meta/connect`` is answered at once
+the first time, then held on the event loop until an event is published or ``advice.timeout`` passes
+(110000 ms, ``--streaming-timeout-ms``); ``/meta/unsubscribe`` and ``/meta/disconnect``. Every write path
+(REST, Collections, Composite, Bulk ingest, delete/undelete, merge, lead conversion; not seeding) stages its
+changes on its transaction, which stores them as events when it commits (``localorg.changes``): one event a
+record and transaction (the first change type; a merged duplicate is a DELETE), replay ids that only grow,
+kept 72 hours in ``org.sqlite``. Payload: ``ChangeEventHeader`` (entityName, recordIds, changeType,
+changeOrigin ``com/salesforce/api/rest|bulkapi/XX.X[;client=<Sforce-Call-Options client>]``, empty for admin
+operations, transactionKey, sequenceNumber, commitTimestamp, commitNumber, commitUser, changedFields) and
+the fields: every non-null one on CREATE, the changed ones and LastModifiedDate on UPDATE, none on
+DELETE/UNDELETE; compound fields nest (``Name: {FirstName, LastName}``, ``Address: {City}``, changedFields
+``Address.City``); datetimes as ``2024-01-01T00:00:00Z``; no Id, IsDeleted, SystemModstamp or
+LastActivityDate. An object's channel needs View All Data or the profile's ``view_all_objects`` (Salesforce's
+object View All, which also lifts sharing on reads), else ``403::Forbidden``; ``/data/ChangeEvents`` takes
+anyone and delivers only those objects; record sharing never applies, field-level security does (hidden
+fields leave payload and changedFields). An unknown channel, or an object not selected, answers ``400::The
+channel you requested to subscribe to does not exist {channel}``. A client silent for 40 s (or hit by the
+``unknown_client`` fault) answers ``403::Unknown client`` with advice ``reconnect: handshake``; a revoked
+session ``401::Authentication invalid`` (advice ``reconnect: none``), and a handshake without a valid one
+``403::Handshake denied`` (reason in ``ext.sfdc.failureReason``). Streaming requests count no API request;
+delivered events count in ``/limits``' ``DailyDeliveredPlatformEvents``.
+
 Admin endpoints (POST JSON; header ``X-Localorg-Admin-Token: <DATA/admin-token>`` acting as
 ``"asUser"`` (default admin@localorg.test), or ``Authorization: Bearer <session of a System
 Administrator>``):

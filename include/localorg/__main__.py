@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> None:
                 "--session-timeout", type=float, help="seconds of inactivity before a session expires"
             )
             p.add_argument("--api-limit", type=int, help="daily API request limit")
+            p.add_argument(
+                "--streaming-timeout-ms",
+                type=int,
+                help="milliseconds an idle streaming /meta/connect is held (default 110000, as Salesforce)",
+            )
             profile.add_arguments(p)
     args = parser.parse_args(argv)
     definition = load_org(args.org)
@@ -175,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     from .database import untrack_sqlite_memory
     from .server import create_app
     from .store import Org
+    from .streaming import CONNECT_TIMEOUT_MS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     untrack_sqlite_memory()
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         args.session_timeout or settings.session_timeout_seconds,
         args.api_limit or settings.daily_api_requests,
         latency,
+        args.streaming_timeout_ms or CONNECT_TIMEOUT_MS,
     )
     _print_connection(args.port, args.data, definition, args.user)
     print(f"profile {latency}")

@@ -69,6 +69,12 @@ class Sessions:
             return session.user
 
 
+def session_token(authorization: str) -> str:
+    """The session id of an ``Authorization: Bearer <id>`` (or ``OAuth <id>``) header, else ""."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() in ("bearer", "oauth") else ""
+
+
 def _check_password(org: Org, username: str, password: str) -> User | None:
     """Salesforce's API login takes the password with the security token appended."""
     user = org.users.get(username.strip())

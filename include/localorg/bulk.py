@@ -33,7 +33,7 @@ from itertools import accumulate, islice, pairwise
 from pathlib import Path
 from typing import Any
 
-from . import faults
+from . import changes, faults
 from .database import Txn, User
 from .datadir import DIR_MODE, private_opener, write_private
 from .errors import SalesforceError, not_found, record_errors
@@ -288,6 +288,7 @@ class BulkJobs:
     def _start(self, job: Job, work: Callable[[Job], None]) -> None:
         def run() -> None:
             faults.current_route.set(job.route)
+            changes.origin.set(changes.api_origin("bulkapi", job.version, None))
             job.started = time.monotonic()
             try:
                 if job.state == "Aborted":

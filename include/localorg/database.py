@@ -197,9 +197,6 @@ class Database:
 
     def _create_tables(self, conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS _meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS _api_requests (minute INTEGER PRIMARY KEY, used INTEGER NOT NULL)"
-        )
         # Records removed for good (hard delete, recycle bin purge) that the deleted/ feed still reports.
         conn.execute(
             'CREATE TABLE IF NOT EXISTS _purged ("Id" TEXT PRIMARY KEY, object TEXT NOT NULL, '

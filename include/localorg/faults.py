@@ -30,6 +30,7 @@ KINDS = {
     "request_limit": "HTTP 403 REQUEST_LIMIT_EXCEEDED",
     "lock_row": "UNABLE_TO_LOCK_ROW for each record written (per record in Collections and Bulk results)",
     "bulk_job_failed": "a Bulk API 2.0 job ends in state Failed with errorMessage",
+    "unknown_client": "forget the streaming client of a /cometd request: 403::Unknown client, re-handshake",
 }
 REQUEST_KINDS = (
     "http_500",

@@ -26,8 +26,8 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import admin, bulk, bulk_v1, composite, faults
-from .auth import Sessions, oauth_revoke, oauth_token, soap_login
+from . import admin, bulk, bulk_v1, changes, composite, faults
+from .auth import Sessions, oauth_revoke, oauth_token, session_token, soap_login
 from .bulk import BulkJobs
 from .calls import MAX_VERSION, MIN_VERSION, Call
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
@@ -37,6 +37,8 @@ from .profile import PROFILES, Profile
 from .query import QueryEngine, batch_size
 from .schema import SObject, format_datetime, now_ms, parse_datetime
 from .store import Org, Txn, User
+from .streaming import CONNECT_TIMEOUT_MS, Streaming
+from .usage import DELIVERED_EVENTS_LIMIT
 
 log = logging.getLogger("localorg")
 
@@ -54,6 +56,7 @@ _LIMITS = {
     "DailyBulkApiBatches": 15_000,
     "DailyBulkV2QueryFileStorageMB": 976_562,
     "DailyBulkV2QueryJobs": 10_000,
+    "DailyDeliveredPlatformEvents": DELIVERED_EVENTS_LIMIT,
     "DailyDurableGenericStreamingApiEvents": 10_000,
     "DailyDurableStreamingApiEvents": 10_000,
     "DailyGenericStreamingApiEvents": 10_000,
@@ -102,7 +105,14 @@ def _release_label(version: int) -> str:
 class Api:
     """Request handling state: the org, sessions, query engine and limits."""
 
-    def __init__(self, org: Org, session_timeout: float, daily_api_requests: int, profile: Profile) -> None:
+    def __init__(
+        self,
+        org: Org,
+        session_timeout: float,
+        daily_api_requests: int,
+        profile: Profile,
+        streaming_timeout_ms: int = CONNECT_TIMEOUT_MS,
+    ) -> None:
         self.org = org
         self.profile = profile
         self.sessions = Sessions(org.org_id, session_timeout)
@@ -113,7 +123,9 @@ class Api:
         self.bulk = BulkJobs(org, self.engine, self.faults, org.data_dir / "bulk", profile)
         self.async_jobs = bulk_v1.AsyncJobs(self.bulk, self.engine, org)
         self.admin_token = admin.admin_token(org.data_dir)
+        self.streaming = Streaming(org, self.sessions, self.faults, streaming_timeout_ms)
         org.purge_expired()
+        org.changes.expire()
 
     def sobject(self, name: str) -> SObject:
         obj = self.org.schema.get(name)
@@ -128,7 +140,11 @@ class Api:
         delay = self._latency(request)
         if delay:
             await asyncio.sleep(delay)  # on the event loop: a request waiting takes no thread from the others
-        response = await run_in_threadpool(self.handle, request, body)
+        if request.url.path.startswith("/cometd/"):
+            # The Streaming API: held on the event loop, not on a request thread.
+            response: Response | _Dropped = await self.streaming.respond(request, body)
+        else:
+            response = await run_in_threadpool(self.handle, request, body)
         # Clients read the org's clock from Date (the sync freezes its windows with it), so it is stamped
         # when the answer is ready; uvicorn's own header is refreshed only once a second.
         target = response.response if isinstance(response, _Dropped) else response
@@ -301,7 +317,10 @@ class Api:
             limit_header = {"Sforce-Limit-Info": f"api-usage={used}/{self.daily_limit}"}
             if not allowed:
                 raise SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
-            status, payload = self._dispatch(request, body, f"{match.group(1)}.0", match.group(2), user)
+            api_version = f"{match.group(1)}.0"
+            call_options = request.headers.get("sforce-call-options")
+            changes.origin.set(changes.api_origin("rest", api_version, call_options))
+            status, payload = self._dispatch(request, body, api_version, match.group(2), user)
             if isinstance(payload, Response):
                 payload.headers.update(limit_header)
                 return payload
@@ -433,11 +452,10 @@ def _async_json(request: Request) -> bool:
 
 
 def _session_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() not in ("bearer", "oauth") or not token:
-        token = request.headers.get("x-sfdc-session", "")
-    return token.strip()
+    return (
+        session_token(request.headers.get("authorization", ""))
+        or request.headers.get("x-sfdc-session", "").strip()
+    )
 
 
 class _Dropped:
@@ -496,7 +514,11 @@ def object_metadata(api: Api, call: Call) -> tuple[int, Any]:
 
 def limits(api: Api, call: Call) -> tuple[int, Any]:
     maxima = {**_LIMITS, "DailyApiRequests": api.daily_limit}
-    used = {"DailyApiRequests": api.org.api_usage(), **api.bulk.usage()}
+    used = {
+        "DailyApiRequests": api.org.api_usage(),
+        "DailyDeliveredPlatformEvents": api.org.deliveries.used(),
+        **api.bulk.usage(),
+    }
     used["DailyBulkApiBatches"] += api.async_jobs.batches_since(now_ms() - 86_400_000)
     return 200, {
         name: {"Max": limit, "Remaining": max(limit - used.get(name, 0), 0)} for name, limit in maxima.items()
@@ -940,10 +962,15 @@ class SalesforceHeaderNames:
 
 
 def create_app(
-    org: Org, session_timeout: float, daily_api_requests: int, profile: Profile = PROFILES["instant"]
+    org: Org,
+    session_timeout: float,
+    daily_api_requests: int,
+    profile: Profile = PROFILES["instant"],
+    streaming_timeout_ms: int = CONNECT_TIMEOUT_MS,
 ) -> Starlette:
-    """The ASGI app serving ``org``, as slow as ``profile`` says."""
-    api = Api(org, session_timeout, daily_api_requests, profile)
+    """The ASGI app serving ``org``, as slow as ``profile`` says; an idle streaming /meta/connect is
+    answered after ``streaming_timeout_ms``."""
+    api = Api(org, session_timeout, daily_api_requests, profile, streaming_timeout_ms)
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
     return Starlette(
         routes=[Route("/{path:path}", api.__call__, methods=methods)],

@@ -5,7 +5,8 @@ the server, the tools and the tests call, each delegated to the collaborator tha
 - ``writes`` (with ``validation``): inserts and updates through Salesforce's checks;
 - ``recyclebin``: delete, undelete, hard delete, purge and the deleted/ feed;
 - ``lifecycle``: merge and lead conversion;
-- ``usage``: the API request count;
+- ``usage``: the API request count and the count of change events delivered;
+- ``changes`` (on the database, which every write transaction publishes through): Change Data Capture;
 - ``seed``: records written straight into the store, for benchmarks and demos.
 """
 
@@ -20,7 +21,7 @@ from .lifecycle import Lifecycle
 from .orgdef import OrgDef
 from .recyclebin import RecycleBin
 from .sharing import Sharing
-from .usage import ApiUsage
+from .usage import Usage
 from .validation import Validator
 from .writes import Writes
 
@@ -37,7 +38,8 @@ class Org(Database):
         self.writes = Writes(self, self.sharing, Validator(self.schema, self.sharing))
         self.recycle_bin = RecycleBin(self, self.sharing, self.writes)
         self.lifecycle = Lifecycle(self, self.writes, self.recycle_bin)
-        self.usage = ApiUsage(self)
+        self.usage = Usage(self, "_api_requests")
+        self.deliveries = Usage(self, "_delivered_events")
         # The operations callers use, from the collaborator that owns each.
         self.visibility = self.sharing.visibility
         self.is_visible = self.sharing.is_visible

@@ -108,9 +108,11 @@ def running_org(
     org_file: Path = DEFAULT_ORG_FILE,
     startup_timeout: float = 30.0,
     profile: str | Profile = "instant",
+    streaming_timeout_ms: int | None = None,
 ) -> Iterator[RunningOrg]:
     """Start ``python -m localorg serve`` on a free port, wait until it answers, stop it on exit.
-    ``profile``: a latency profile's name or a ``localorg.profile.Profile`` (see that module)."""
+    ``profile``: a latency profile's name or a ``localorg.profile.Profile`` (see that module);
+    ``streaming_timeout_ms``: how long an idle streaming /meta/connect is held (Salesforce: 110 s)."""
     ca_file, _ = ensure_certificates(data_dir)
     port = free_port()
     command = [
@@ -129,6 +131,8 @@ def running_org(
         command += ["--session-timeout", str(session_timeout)]
     if api_limit is not None:
         command += ["--api-limit", str(api_limit)]
+    if streaming_timeout_ms is not None:
+        command += ["--streaming-timeout-ms", str(streaming_timeout_ms)]
     latency = PROFILES[profile] if isinstance(profile, str) else profile
     command += latency.cli_args()
     log_file = data_dir / f"server-{port}.log"
