@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .schema import SField, SObject, now_ms
@@ -43,14 +43,15 @@ def api_origin(api: str, version: str, call_options: str | None) -> str:
     return f"com/salesforce/api/{api}/{version}" + (f";client={client}" if client else "")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Change:
-    """One write to a record, staged on its transaction."""
+    """One write to a record, staged on its transaction, with the values it wrote (as stored)."""
 
     entity: str
     record_id: str
     kind: str  # CREATE, UPDATE, DELETE or UNDELETE
     fields: tuple[str, ...] = ()
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,22 +83,39 @@ class ChangeCapture:
     def enabled(self, obj: SObject) -> bool:
         return obj.name.lower() in self.entities
 
-    def stage(self, txn: Txn, obj: SObject, record_id: str, kind: str, fields: Iterable[str] = ()) -> None:
-        """Note a write to a record of ``obj`` (``fields``: the names an update changed)."""
+    def stage(
+        self,
+        txn: Txn,
+        obj: SObject,
+        record_id: str,
+        kind: str,
+        values: dict[str, Any] | None = None,
+        fields: Iterable[str] = (),
+    ) -> None:
+        """Note a write to a record of ``obj``: the ``values`` it wrote (a new record's whole row) and, for
+        an update, the names of the ``fields`` its event reports changed."""
         if obj.name.lower() in self.entities:
-            txn.changes.append(Change(obj.name, record_id, kind, tuple(fields)))
+            txn.changes.append(Change(obj.name, record_id, kind, tuple(fields), values or {}))
 
     def stage_update(
-        self, txn: Txn, obj: SObject, record_id: str, values: dict[str, Any], system: bool
+        self,
+        txn: Txn,
+        obj: SObject,
+        record_id: str,
+        values: dict[str, Any],
+        row: dict[str, Any],
+        system: bool,
     ) -> None:
-        """Note an update: a recycle bin move is a DELETE or UNDELETE; a user's change moves
-        LastModifiedDate, which its event includes; a system change of only left-out fields is none."""
+        """Note an update of ``values`` (``row``: with the stamps it wrote): a recycle bin move is a DELETE
+        or UNDELETE; a user's change moves LastModifiedDate, which its event includes; a system change of
+        only left-out fields is none."""
         if "IsDeleted" in values:
             self.stage(txn, obj, record_id, "DELETE" if values["IsDeleted"] else "UNDELETE")
             return
         fields = [name for name in values if name not in _LEFT_OUT]
         if fields or not system:
-            self.stage(txn, obj, record_id, "UPDATE", [*fields, *(() if system else ("LastModifiedDate",))])
+            changed = [*fields, *(() if system else ("LastModifiedDate",))]
+            self.stage(txn, obj, record_id, "UPDATE", row, changed)
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -109,25 +127,27 @@ class ChangeCapture:
         duplicate) is published as deleted."""
         if not txn.changes:
             return False
-        merged: dict[tuple[str, str], tuple[str, list[str]]] = {}
+        merged: dict[tuple[str, str], Change] = {}
         for change in txn.changes:
-            kind, fields = merged.setdefault((change.entity, change.record_id), (change.kind, []))
-            if change.kind == "DELETE" and kind == "UPDATE":
-                kind = "DELETE"
-            fields = fields + [f for f in change.fields if f not in fields]
-            merged[(change.entity, change.record_id)] = (kind, fields)
+            event = merged.setdefault(
+                (change.entity, change.record_id), Change(change.entity, change.record_id, change.kind)
+            )
+            if change.kind == "DELETE" and event.kind == "UPDATE":
+                event.kind = "DELETE"
+            event.fields += tuple(f for f in change.fields if f not in event.fields)
+            event.values.update(change.values)  # the values the record has at commit
         txn.changes.clear()
         first = self.latest(txn.conn) + 1
         key = str(uuid.uuid4())
         change_origin = origin.get()
         rows = []
-        for sequence, ((entity, record_id), (kind, fields)) in enumerate(merged.items(), 1):
-            obj = self.db.schema.objects[entity.lower()]
-            body, changed = self._body(txn, obj, record_id, kind, fields)
+        for sequence, change in enumerate(merged.values(), 1):
+            obj = self.db.schema.objects[change.entity.lower()]
+            body, changed = _body(obj, change)
             header = {
                 "entityName": obj.name,
-                "recordIds": [record_id],
-                "changeType": kind,
+                "recordIds": [change.record_id],
+                "changeType": change.kind,
                 "changeOrigin": change_origin,
                 "transactionKey": key,
                 "sequenceNumber": sequence,
@@ -140,31 +160,6 @@ class ChangeCapture:
             rows.append((first + sequence - 1, obj.name, txn.ts, payload))
         txn.conn.executemany("INSERT INTO _change_events VALUES (?, ?, ?, ?)", rows)
         return True
-
-    def _body(
-        self, txn: Txn, obj: SObject, record_id: str, kind: str, changed: list[str]
-    ) -> tuple[dict[str, Any], list[str]]:
-        """The event's record fields and its changedFields: every non-null field of a new record, the
-        changed ones of an update, none for a delete or an undelete. Compound fields nest."""
-        if kind in ("DELETE", "UNDELETE"):
-            return {}, []
-        row = self.db.stored_row(txn.conn, obj, record_id) or {}
-        names = [n for n, v in row.items() if v is not None] if kind == "CREATE" else changed
-        body: dict[str, Any] = {}
-        paths = []
-        for name in names:
-            f = obj.field(name)
-            if f is None or name in _LEFT_OUT:
-                continue
-            value = _event_value(f, row.get(f.name))
-            compound = _compound(obj, f)
-            if compound is None:
-                body[f.name] = value
-                paths.append(f.name)
-            else:
-                body.setdefault(compound[0], {})[compound[1]] = value
-                paths.append(".".join(compound))
-        return body, paths if kind == "UPDATE" else []
 
     # -- waking subscribers ----------------------------------------------------------------------
 
@@ -212,6 +207,30 @@ class ChangeCapture:
         with self.db.write_lock:
             sql = "DELETE FROM _change_events WHERE commit_ts < ?"
             return self.db.conn().execute(sql, (now_ms() - RETENTION_MS,)).rowcount
+
+
+def _body(obj: SObject, change: Change) -> tuple[dict[str, Any], list[str]]:
+    """The event's record fields and its changedFields: every non-null field of a new record, the
+    changed ones of an update, none for a delete or an undelete. Compound fields nest."""
+    if change.kind in ("DELETE", "UNDELETE"):
+        return {}, []
+    values = change.values
+    names = [n for n, v in values.items() if v is not None] if change.kind == "CREATE" else change.fields
+    body: dict[str, Any] = {}
+    paths = []
+    for name in names:
+        f = obj.field(name)
+        if f is None or name in _LEFT_OUT:
+            continue
+        value = _event_value(f, values.get(f.name))
+        compound = _compound(obj, f)
+        if compound is None:
+            body[f.name] = value
+            paths.append(f.name)
+        else:
+            body.setdefault(compound[0], {})[compound[1]] = value
+            paths.append(".".join(compound))
+    return body, paths if change.kind == "UPDATE" else []
 
 
 def _event_value(f: SField, value: Any) -> Any:

@@ -58,8 +58,9 @@ class Lifecycle:
                     'RETURNING "Id"',
                     (new_id, txn.ts, txn.user.id, txn.ts, old_id, new_id, *[new_id] * len(guards)),
                 )
+                written = {f.name: new_id, "LastModifiedDate": txn.ts}
                 for (child_id,) in cur.fetchall():
-                    self.db.changes.stage(txn, child, child_id, "UPDATE", (f.name, "LastModifiedDate"))
+                    self.db.changes.stage(txn, child, child_id, "UPDATE", written, written)
                     moved = True
             if moved and child.definition.activity:
                 self.writes.roll_up_activity(txn, child, [{"WhoId": new_id, "WhatId": new_id}])
@@ -130,12 +131,12 @@ class Lifecycle:
         for act in (o for o in self.schema.objects.values() if o.definition.activity):
             moved = txn.conn.execute(
                 f'UPDATE {quote(act.name)} SET "WhoId" = ?, "WhatId" = COALESCE("WhatId", ?), {stamp} '
-                'WHERE "WhoId" = ? AND +"IsDeleted" = 0 RETURNING "Id"',
+                'WHERE "WhoId" = ? AND +"IsDeleted" = 0 RETURNING "Id", "WhatId"',
                 (contact_id, what_id, txn.ts, txn.user.id, txn.ts, lead_id),
             ).fetchall()
-            for (activity_id,) in moved:
-                moved_fields = ("WhoId", "WhatId", "LastModifiedDate")
-                self.db.changes.stage(txn, act, activity_id, "UPDATE", moved_fields)
+            for activity_id, what in moved:
+                written = {"WhoId": contact_id, "WhatId": what, "LastModifiedDate": txn.ts}
+                self.db.changes.stage(txn, act, activity_id, "UPDATE", written, written)
             self.writes.roll_up_activity(
                 txn, act, [{"WhoId": lead_id}, {"WhoId": contact_id, "WhatId": what_id}]
             )
@@ -149,8 +150,9 @@ class Lifecycle:
                 'RETURNING "Id"',
                 (contact_id, txn.ts, txn.user.id, txn.ts, lead_id, *[contact_id] * len(guards)),
             ).fetchall()
+            written = {"ContactId": contact_id, "LastModifiedDate": txn.ts}
             for (member_id,) in members:
-                self.db.changes.stage(txn, member, member_id, "UPDATE", ("ContactId", "LastModifiedDate"))
+                self.db.changes.stage(txn, member, member_id, "UPDATE", written, written)
 
 
 _LEAD_TO_ACCOUNT = {

@@ -161,7 +161,7 @@ class Writes:
         txn.conn.execute(
             f"INSERT INTO {table} (rowid, {names}) VALUES (?{', ?' * len(row)})", (seq, *row.values())
         )
-        self.db.changes.stage(txn, obj, record_id, "CREATE")
+        self.db.changes.stage(txn, obj, record_id, "CREATE", row)
         if obj.definition.activity:
             self.roll_up_activity(txn, obj, [row])
         return record_id
@@ -174,7 +174,7 @@ class Writes:
         row["SystemModstamp"] = txn.ts
         sets = ", ".join(f"{quote(k)} = ?" for k in row)
         txn.conn.execute(f'UPDATE {quote(obj.name)} SET {sets} WHERE "Id" = ?', (*row.values(), record_id))
-        self.db.changes.stage_update(txn, obj, record_id, values, system)
+        self.db.changes.stage_update(txn, obj, record_id, values, row, system)
 
     def roll_up_activity(self, txn: Txn, activity: SObject, rows: list[dict[str, Any]]) -> None:
         """Salesforce keeps LastActivityDate on an activity's Who/What records as a system change:

@@ -411,3 +411,41 @@ def test_events_survive_a_restart(org: RunningOrg) -> None:
         connect = {"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}
         replies = bayeux(again, session, connect, subscribe).json()
         assert [r["data"]["event"]["replayId"] for r in replies if r["channel"] == LEADS] == [latest]
+
+
+def test_collections_merge_and_conversion_publish_as_salesforce_does(org: RunningOrg) -> None:
+    admin = token(org, "admin")
+    client_id = handshake(org, admin)
+    connect = {"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}
+    subscribe = {"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/data/ChangeEvents"}
+    bayeux(org, admin, connect, subscribe)
+
+    def events() -> list[dict[str, Any]]:
+        replies = bayeux(org, admin, connect).json()
+        return [r["data"]["payload"]["ChangeEventHeader"] for r in replies if r["channel"] != "/meta/connect"]
+
+    # An allOrNone request that fails publishes nothing, not even for the records that were valid.
+    bad = {
+        "allOrNone": True,
+        "records": [{"attributes": {"type": "Lead"}, **sample_lead()}, {"attributes": {"type": "Lead"}}],
+    }
+    rest(org, admin, "POST", "composite/sobjects", bad)
+    leads = [rest(org, admin, "POST", "sobjects/Lead", sample_lead())["id"] for _ in range(3)]
+    assert [(e["changeType"], e["recordIds"]) for e in events()] == [("CREATE", [i]) for i in leads]
+    assert org.admin("merge", {"masterId": leads[0], "duplicateIds": [leads[1]]})[0] == 200
+    merged = events()
+    assert {(e["changeType"], e["recordIds"][0]) for e in merged} == {
+        ("UPDATE", leads[0]),
+        ("DELETE", leads[1]),
+    }
+    assert len({e["transactionKey"] for e in merged}) == 1
+    assert org.admin("convert-lead", {"leadId": leads[2]})[0] == 200
+    converted = events()
+    assert [(e["entityName"], e["changeType"]) for e in converted] == [
+        ("Account", "CREATE"),
+        ("Contact", "CREATE"),
+        ("Opportunity", "CREATE"),
+        ("Lead", "UPDATE"),
+    ]
+    assert [e["sequenceNumber"] for e in converted] == [1, 2, 3, 4]
+    assert {"IsConverted", "ConvertedAccountId", "Status"} <= set(converted[-1]["changedFields"])
