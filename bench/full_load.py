@@ -31,7 +31,7 @@ import argparse
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -192,12 +192,15 @@ def replay(run_id: str, pieces: list[dict[str, str]], org: Replayed) -> None:
             full_load.copy_slice(context, piece)  # type: ignore[arg-type]
 
 
-def drop_tables(url: str, table_names: list[str]) -> None:
-    """Fresh tables for the next load (and no hand-over watermark)."""
+def settle(url: str, fresh: Sequence[str] = ()) -> None:
+    """A checkpoint, so that no measure pays for writing out the pages the one before it changed; first,
+    with ``fresh`` tables, those dropped (for the next load to create them) and no hand-over watermark."""
     with psycopg.connect(url, autocommit=True) as conn:
-        for table in table_names:
+        for table in fresh:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(OBJECT_SCHEMA, table)))
-        conn.execute("DELETE FROM sfsync.sync_state")
+        if fresh:
+            conn.execute("DELETE FROM sfsync.sync_state")
+        conn.execute("CHECKPOINT")
 
 
 def raw_copy_seconds(url: str, recording: Recording) -> float:
@@ -232,6 +235,7 @@ def run(size: int, slice_days: float, every_object: bool, root: Path) -> tuple[i
         entries = list(load_registry().enabled()) if every_object else [load_registry().get("Lead")]
         objects, table_names = [e.sobject for e in entries], [e.table for e in entries]
 
+        settle(pg.url())
         before, started = org_api_calls(org), time.perf_counter()
         handed, slices, metered_calls = load_all(f"bench__{size}__pool", objects, slice_days)
         pooled, rss, counted = time.perf_counter() - started, peak_rss_mb(), org_api_calls(org) - before
@@ -243,7 +247,7 @@ def run(size: int, slice_days: float, every_object: bool, root: Path) -> tuple[i
         )
         print(f"  API calls: {counted} counted by the org, {metered_calls} by the sync's meter")
 
-        drop_tables(pg.url(), table_names)
+        settle(pg.url(), table_names)
         recording = Recording(root / "pages")
         with recording.recording(), phases(EXPORT) as exported:
             pieces, calls = export(f"bench__{size}__export", objects, slice_days, org)
@@ -251,11 +255,13 @@ def run(size: int, slice_days: float, every_object: bool, root: Path) -> tuple[i
 
         sf = Salesforce()
         replayed = Replayed({o: sf.describe(o) for o in objects}, recording)
-        drop_tables(pg.url(), table_names)
+        settle(pg.url(), table_names)
         with phases(LOAD) as straight:
             replay(f"bench__{size}__export", pieces, replayed)
+        settle(pg.url())
         with phases(LOAD) as again:
             replay(f"bench__{size}__export", pieces, replayed)
+        settle(pg.url())
         baseline = raw_copy_seconds(pg.url(), recording)
 
         rows = sum(recording.rows.values())
