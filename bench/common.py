@@ -1,7 +1,13 @@
-"""What the benchmarks share: the 30-field Lead, seeding, and pointing the sync at an org and a warehouse."""
+"""What the benchmarks share: the 30-field Lead, seeding, and pointing the sync at an org and a warehouse.
+
+The org runs under a latency profile (``localorg.profile``): ``seeded_stack(..., profile="realistic")``,
+else the one ``SFSYNC_BENCH_PROFILE`` names, else ``instant``. Scripts with ``--profile`` (see
+``add_profile_option``) print their figures under each profile it names, both by default.
+"""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import resource
@@ -10,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,6 +24,7 @@ from typing import Any
 import psycopg
 
 from localorg.datadir import DB_FILE
+from localorg.profile import PROFILES, Profile
 from localorg.seed import RATIOS
 from localorg.testing import RunningOrg, free_port, running_org
 from sfsync import migrations
@@ -75,16 +82,30 @@ def seed_org(data_dir: Path, count: int, seed: int) -> None:
     subprocess.run([sys.executable, "-m", "localorg", *command], check=True, capture_output=True)
 
 
+def add_profile_option(parser: argparse.ArgumentParser) -> None:
+    """``--profile instant|realistic|both`` (default both): the org's latency profiles to measure under."""
+    parser.add_argument("--profile", choices=[*PROFILES, "both"], default="both", help="the org's latency")
+
+
+def under_profiles(args: argparse.Namespace, run: Callable[[str], None]) -> None:
+    """``run(profile)`` under each profile ``--profile`` names, each after a heading naming it."""
+    for name in PROFILES if args.profile == "both" else [args.profile]:
+        print(f"--- local org profile {PROFILES[name]} ---", flush=True)
+        run(name)
+
+
 @contextmanager
 def seeded_stack(
-    root: Path, leads: int, seed: int, every_object: bool = False
+    root: Path, leads: int, seed: int, every_object: bool = False, profile: str | Profile | None = None
 ) -> Iterator[tuple[RunningOrg, EmbeddedWarehouse]]:
     """A local org seeded with ``leads`` Leads (a fifth of them owned by a user the integration user cannot
     see), and with ``every_object`` the other objects in proportion, and a migrated embedded warehouse
-    under ``root``, with the sync's environment pointing at both."""
+    under ``root``, with the sync's environment pointing at both. The org runs under ``profile`` (a name
+    or a ``localorg.profile.Profile``), by default ``SFSYNC_BENCH_PROFILE``'s, else ``instant``."""
     pg = EmbeddedWarehouse(root / "pg", free_port()).start()
+    latency = profile or os.environ.get("SFSYNC_BENCH_PROFILE", "instant")
     try:
-        with running_org(root / "org") as org:
+        with running_org(root / "org", profile=latency) as org:
             started = time.perf_counter()
             (seed_org if every_object else seed_leads)(org.data_dir, leads, seed)
             what = "Leads and the other objects" if every_object else "Leads"

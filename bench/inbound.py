@@ -12,7 +12,8 @@
 3. An idle cycle over every registry object (nothing changed since the last run): API calls per object
    and wall time.
 
-Prints figures, asserts nothing. Usage: python bench/inbound.py [--rows 100000]
+Prints figures under each latency profile of the local org (instant, then realistic: see bench/common.py),
+asserts nothing. Usage: python bench/inbound.py [--rows 100000] [--profile instant|realistic|both]
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import LEAD_FIELDS, peak_rss_mb, phases, print_phases, seeded_stack
+from common import (
+    LEAD_FIELDS,
+    add_profile_option,
+    peak_rss_mb,
+    phases,
+    print_phases,
+    seeded_stack,
+    under_profiles,
+)
 from psycopg import sql
 
 from sfsync import columns, load, soql, tables
@@ -106,12 +115,10 @@ def warehouse_side(url: str) -> tuple[float, float, float, float, int]:
     return ours, fast, raw, download, raw_rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=100_000)
-    args = parser.parse_args()
+def measure(size: int, profile: str) -> None:
+    """The three figures above, on a fresh stack whose org runs under ``profile``."""
     with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
-        with seeded_stack(Path(tmp), int(args.rows * 1.25), seed=1) as (_org, pg):
+        with seeded_stack(Path(tmp), int(size * 1.25), seed=1, profile=profile) as (_org, pg):
             rss_before = peak_rss_mb()
 
             merged, spent = timed_sync("Lead", "bench__delta")
@@ -142,6 +149,14 @@ def main() -> None:
             each = elapsed / len(objects)
             print(f"idle cycle, {len(objects)} objects: {elapsed:.2f} s ({each:.2f} s each)")
             print("  API calls per object: " + ", ".join(f"{s} {c}" for s, c in calls.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    add_profile_option(parser)
+    args = parser.parse_args()
+    under_profiles(args, lambda profile: measure(args.rows, profile))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ warehouse (three fields each) and pushed by the sync's own ``writeback.push``: o
 ``bulk_threshold`` (one Bulk API 2.0 ingest job) and once below it (sObject Collections, 200 records a
 call). Prints API calls, wall time and records/s for each path, and the org's own time for the same
 Bulk update sent directly with simple-salesforce (the baseline: the part of the wall time that is not the
-sync's). Asserts nothing. Usage: python bench/writeback.py [--rows 10000]
+sync's), under each latency profile of the local org (instant, then realistic: see bench/common.py).
+Asserts nothing. Usage: python bench/writeback.py [--rows 10000] [--profile instant|realistic|both]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import peak_rss_mb, seeded_stack
+from common import add_profile_option, peak_rss_mb, seeded_stack, under_profiles
 
 from sfsync import writeback
 from sfsync.context import run_step
@@ -59,19 +60,17 @@ def org_baseline(rows: int) -> float:
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=10_000)
-    args = parser.parse_args()
+def measure(rows: int, profile: str) -> None:
+    """Both pushes and the baseline, on a fresh stack whose org runs under ``profile``."""
     with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
-        with seeded_stack(Path(tmp), int(args.rows * 1.4), seed=2) as (_org, pg):
+        with seeded_stack(Path(tmp), int(rows * 1.4), seed=2, profile=profile) as (_org, pg):
             registry = load_registry()
             entry = registry.get("Lead")
             extracted = run_step(extract, "pull", entry, settings=registry.settings)
             run_step(merge, "pull", entry, extracted, settings=registry.settings)
 
             for path, threshold in (("Bulk API 2.0", entry.bulk_threshold), ("sObject Collections", 10**9)):
-                edit(pg.url(), args.rows, path)
+                edit(pg.url(), rows, path)
                 rss_before = peak_rss_mb()
                 pushed, seconds = push(f"push {path}", threshold)
                 written = pushed["updated"]
@@ -79,8 +78,16 @@ def main() -> None:
                 print(f"  API calls:   {pushed['api_calls']} ({pushed['failed']} failed records)")
                 print(f"  wall time:   {seconds:.2f} s, {written / seconds:,.0f} records/s")
                 print(f"  peak RSS:    {peak_rss_mb():.0f} MB ({peak_rss_mb() - rss_before:+.0f} MB)")
-            baseline = org_baseline(args.rows)
+            baseline = org_baseline(rows)
             print(f"org baseline: the same Bulk update sent directly: {baseline:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000)
+    add_profile_option(parser)
+    args = parser.parse_args()
+    under_profiles(args, lambda profile: measure(args.rows, profile))
 
 
 if __name__ == "__main__":

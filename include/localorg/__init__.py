@@ -1,6 +1,7 @@
 """localorg: a Salesforce-compatible HTTPS server for tests and the demo.
 
-Start it with ``python -m localorg serve [--port 8443] [--data DIR] [--session-timeout S] [--api-limit N]``.
+Start it with ``python -m localorg serve [--port 8443] [--data DIR] [--session-timeout S] [--api-limit N]
+[--profile instant|realistic]``.
 The data directory defaults to ``.sfsync/localorg`` under the project root. The first start creates
 the org there: ``org.sqlite`` (records survive restarts) and a local certificate authority,
 ``ca.pem``, that clients trust through ``REQUESTS_CA_BUNDLE``; later starts reuse both. The directory
@@ -32,6 +33,17 @@ Airflow connection (``REQUESTS_CA_BUNDLE`` must point at ``ca.pem``)::
 
 For tests, ``localorg.testing.running_org`` starts a server in a subprocess on a free port.
 
+Latency profile (``localorg.profile``; the banner prints it): ``instant``, the default, answers every call
+and finishes every Bulk job as fast as the machine allows. ``realistic`` is as slow as a real org, so that
+many calls or many small Bulk jobs cost what they cost against Salesforce: every API request, logins
+included, waits 150 ms (``--rest-latency-ms``) on the event loop, other requests going on meanwhile; a Bulk
+API 2.0 job (or a Bulk API 1.0 batch) stays InProgress for 2.5 s (``--bulk-job-seconds``) plus 1 s per
+10,000 records of a query and 5 s per 10,000 of an ingest (``--bulk-query-seconds-per-10k``,
+``--bulk-ingest-seconds-per-10k``), and at most 5 queries and 5 ingest jobs are processed at once
+(``--bulk-query-concurrency``, ``--bulk-ingest-concurrency``); later ones wait, queued. Each option
+overrides either profile's value; no randomness. ``running_org(..., profile="realistic")`` takes a name
+or a ``Profile``.
+
 Bulk API 2.0 (``/services/data/vXX.X/jobs/query`` and ``jobs/ingest``, ``sf.bulk2``): query and
 queryAll jobs (same SOQL compiler and visibility as REST; COUNT() and OFFSET refused with INVALIDJOB;
 CSV with every value quoted, nulls empty, ``maxRecords``/``locator`` paging streamed from a spool
@@ -41,6 +53,18 @@ file) and insert/update/upsert/delete/hardDelete ingest jobs through the store's
 the server's lifetime. A status GET of a running job is answered as soon as the job ends (or is
 aborted), or after ``bulk.STATUS_HOLD_SECONDS`` (5 s) with its state then: the same JSON and the same one
 API call as Salesforce's immediate answer, only later; held polls take no request thread.
+
+Bulk API 1.0 (``/services/async/XX.X/job``, the session in ``X-SFDC-Session``; ``Authorization`` is not
+read there): query and queryAll jobs with ``contentType`` CSV, created from a JSON or XML ``jobInfo``
+(job answers and errors in the request's format: ``{"exceptionCode","exceptionMessage"}`` or ``<error>``,
+status 400), closed or aborted by a POST of ``state``. A batch is a SOQL body (text/csv) run by the Bulk
+API 2.0 machinery; batch info, batch lists and result lists are XML; a bad query fails the batch with
+``InvalidBatch : Failed to process query: CODE: message``; a result with no rows reads "Records not found
+for this query". ``Sforce-Enable-PKChunking`` (``TRUE``, ``chunkSize=N`` up to 250,000, default 100,000,
+``startRow=Id``) turns the first batch NotProcessed and adds a batch per Id range of N rows of the table
+(deleted rows count), on custom objects and the standard objects Salesforce chunks, for queries with no
+clause but WHERE. Batch polls are held like Bulk API 2.0 status polls; each batch counts in
+``DailyBulkApiBatches``.
 
 Composite (``POST /services/data/vXX.X/composite``, ``{"allOrNone", "collateSubrequests",
 "compositeRequest": [{"method", "url", "referenceId", "body"?, "httpHeaders"?}]}``): up to 25 subrequests
@@ -60,6 +84,13 @@ Record lifecycle: REST delete moves records to the recycle bin (queryAll and ``d
 after 15 days (``admin purge --expired``, also run at server start) or an explicit purge, and at once
 for Bulk hardDelete, records leave every read path except ``deleted/``, which keeps reporting them
 for 15 days more. A converted lead is read-only (CANNOT_UPDATE_CONVERTED_LEAD).
+
+Compound fields (``type: address`` or ``location`` in ``org.yaml``, after their declared components:
+``BillingAddress`` over ``BillingStreet`` ... ``BillingGeocodeAccuracy``, ``Location__c`` over
+``Location__Latitude__s``/``__Longitude__s``): REST reads give a nested object (null when every component
+is), Bulk 2.0 query jobs selecting one are refused (API_ERROR "Selecting compound data not supported in
+Bulk Query"), WHERE answers INVALID_FIELD (DISTANCE() is not modelled), writes answer
+INVALID_FIELD_FOR_INSERT_UPDATE; field-level security hides a compound with its components.
 
 Admin endpoints (POST JSON; header ``X-Localorg-Admin-Token: <DATA/admin-token>`` acting as
 ``"asUser"`` (default admin@localorg.test), or ``Authorization: Bearer <session of a System

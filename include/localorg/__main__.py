@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import DEFAULT_DATA_DIR, DEFAULT_PORT
+from . import DEFAULT_DATA_DIR, DEFAULT_PORT, profile
 from .connection import Connection, ensure_certificates, refresh_tokens
 from .orgdef import DEFAULT_ORG_FILE, OrgDef, load_org
 
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--session-timeout", type=float, help="seconds of inactivity before a session expires"
             )
             p.add_argument("--api-limit", type=int, help="daily API request limit")
+            profile.add_arguments(p)
     args = parser.parse_args(argv)
     definition = load_org(args.org)
     if args.command == "connection":
@@ -180,12 +181,15 @@ def main(argv: list[str] | None = None) -> None:
     org = Org(args.data, definition)
     _, server_file = ensure_certificates(args.data)
     settings = definition.settings
+    latency = profile.from_args(args)
     app = create_app(
         org,
         args.session_timeout or settings.session_timeout_seconds,
         args.api_limit or settings.daily_api_requests,
+        latency,
     )
     _print_connection(args.port, args.data, definition, args.user)
+    print(f"profile {latency}")
     print(f"serving https://127.0.0.1:{args.port} from {args.data.resolve()}", flush=True)
     uvicorn.run(
         app,

@@ -8,7 +8,8 @@ as a single statement's would be; a slice is an OFFSET/LIMIT of a table scan, or
 result's rowids found through whatever index serves the query (see ``BulkJobs._reads``). An ingest job
 spools the uploaded CSV, writes each record through the store's normal write path (the same validation
 as REST, 200 records per transaction, as Salesforce chunks them) and spools the per-record results.
-Jobs last for the server's lifetime.
+Jobs last for the server's lifetime. The latency profile (``localorg.profile``) may queue jobs in
+UploadComplete and keep them InProgress as long as a real org would.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .database import Txn, User
 from .datadir import DIR_MODE, private_opener, write_private
 from .errors import SalesforceError, not_found, record_errors
 from .ids import make_id, normalize_id
+from .profile import Profile
 from .query import Plan, QueryEngine
 from .schema import SObject, format_datetime, now_ms
 from .store import Org
@@ -60,7 +62,7 @@ _DAY_MS = 86_400_000
 # A status GET of a running job answers as soon as the job ends, or after this long with its state then:
 # the answer is as honest as an immediate one, but the client's polling back-off (seconds between late
 # polls) no longer decides how long an export takes. The hold waits on the event loop, taking no worker
-# thread (see server._HeldStatus), so held polls never keep other requests waiting. As long as the
+# thread (see held.HeldAnswer), so held polls never keep other requests waiting. As long as the
 # longest wait between a sync's polls (sfsync MAX_POLL_SECONDS), and far below any client's read timeout.
 STATUS_HOLD_SECONDS = 5.0
 _BATCH_RECORDS = 10_000  # Salesforce splits Bulk API 2.0 ingest data into batches of 10,000 records
@@ -176,8 +178,11 @@ class Job:
 class BulkJobs:
     """The server's Bulk API 2.0 jobs."""
 
-    def __init__(self, org: Org, engine: QueryEngine, job_faults: faults.Faults, spool_root: Path) -> None:
+    def __init__(
+        self, org: Org, engine: QueryEngine, job_faults: faults.Faults, spool_root: Path, profile: Profile
+    ) -> None:
         self.org = org
+        self.profile = profile
         self.engine = engine
         self.faults = job_faults
         self.root = spool_root
@@ -187,6 +192,14 @@ class BulkJobs:
         self._lock = threading.Lock()
         self._counter = 0
         self._pool = ThreadPoolExecutor(4, thread_name_prefix="bulk")
+        # A profile's concurrency limit is a pool of that many workers for ingest jobs, another for queries
+        # (Bulk API 1.0 batches too): a job waiting for one stays queued (UploadComplete) as on Salesforce,
+        # and takes no thread while it waits.
+        self._limited = {
+            kind: ThreadPoolExecutor(profile.concurrency(kind), thread_name_prefix=f"bulk-{kind}")
+            for kind in ("query", "ingest")
+            if profile.concurrency(kind)
+        }
         # One pool of slice writers for all jobs, as many as CPUs (2 to 4): the slices of concurrent jobs
         # (a full load's four at a time) take their turns instead of thrashing the CPUs and the GIL, and
         # the first job submitted is the first complete (4 jobs on 2 CPUs: 9.3 s instead of 11.1).
@@ -209,16 +222,22 @@ class BulkJobs:
 
     # -- jobs -------------------------------------------------------------------------------------
 
-    def _new_job(self, kind: str, user: User, body: Any, version: str, route: str, **kw: Any) -> Job:
+    def new_id(self, prefix: str) -> str:
+        """A new Id for a job (750) or a Bulk API 1.0 batch (751) or result (752)."""
+        with self._lock:
+            self._counter += 1
+            return make_id(prefix, self._counter * 1009 + int(time.time()) % 1009)
+
+    def _new_job(
+        self, kind: str, user: User, body: Any, version: str, route: str, prefix: str = "750", **kw: Any
+    ) -> Job:
         delimiter = DELIMITERS.get(body.get("columnDelimiter") or "COMMA")
         line_ending = LINE_ENDINGS.get(body.get("lineEnding") or "LF")
         if delimiter is None or line_ending is None:
             raise _job_error("INVALIDJOB", "columnDelimiter or lineEnding is not valid")
         if (body.get("contentType") or "CSV") != "CSV":
             raise _job_error("INVALIDJOB", "contentType must be CSV")
-        with self._lock:
-            self._counter += 1
-            job_id = make_id("750", self._counter * 1009 + int(time.time()) % 1009)
+        job_id = self.new_id(prefix)
         spool = self.root / job_id
         spool.mkdir(DIR_MODE)
         job = Job(
@@ -279,6 +298,7 @@ class BulkJobs:
                     return
                 job.set_state("InProgress")
                 work(job)
+                _hold(job, job.started + self.profile.bulk_seconds(job.kind, job.processed))
                 if job.state == "InProgress":
                     job.set_state("JobComplete")
             except SalesforceError as exc:
@@ -290,7 +310,7 @@ class BulkJobs:
                 job.ended.set()
                 job.settled()
 
-        self._pool.submit(run)
+        self._limited.get("ingest" if job.kind == "ingest" else "query", self._pool).submit(run)
 
     # -- query jobs -------------------------------------------------------------------------------
 
@@ -309,20 +329,40 @@ class BulkJobs:
             )
         if plan.offset is not None:
             raise _job_error("INVALIDJOB", "OFFSET is not supported by Bulk API 2.0")
-        job = self._new_job(
-            "query",
+        if plan.selects_compound:
+            raise _job_error("API_ERROR", "Selecting compound data not supported in Bulk Query")
+        job = self.query_job("query", user, plan, body["operation"], version, route, body)
+        created = job.info(full=False)  # the job's state when created, whatever the worker has done since
+        self.start_query(job)
+        return created
+
+    def query_job(
+        self,
+        kind: str,
+        user: User,
+        plan: Plan,
+        operation: str,
+        version: str,
+        route: str,
+        body: Any = None,
+        prefix: str = "750",
+    ) -> Job:
+        """A query job of ``plan``, waiting to be started (a Bulk API 1.0 batch is one, of kind "batch")."""
+        return self._new_job(
+            kind,
             user,
-            body,
+            body or {},
             version,
             route,
-            operation=body["operation"],
+            prefix,
+            operation=operation,
             obj=plan.obj,
             state="UploadComplete",
             plan=plan,
         )
-        created = job.info(full=False)  # the job's state when created, whatever the worker has done since
+
+    def start_query(self, job: Job) -> None:
         self._start(job, self._run_query)
-        return created
 
     def _run_query(self, job: Job) -> None:
         assert job.plan is not None
@@ -422,6 +462,10 @@ class BulkJobs:
             "Sforce-Locator": _encode_locator(end) if end < total else "null",
         }
         return self._stream(job, job.offsets[start], job.offsets[end]), headers
+
+    def whole_result(self, job: Job) -> Iterator[bytes]:
+        """The CSV of a completed query job, header and every row."""
+        return self._stream(job, 0, job.offsets[-1])
 
     def _stream(self, job: Job, first: int, last: int) -> Iterator[bytes]:
         yield job.header
@@ -630,6 +674,18 @@ class BulkJobs:
             else:
                 return iter((b"",))
         return _read_file(path)
+
+
+def _hold(job: Job, until: float) -> None:
+    """Keep a processed job InProgress until ``until`` (``time.monotonic()``), as a profile says a real
+    org would; an abort ends the wait."""
+    remaining = until - time.monotonic()
+    if remaining <= 0:
+        return
+    woken = threading.Event()
+    if job.on_settled(woken.set):
+        woken.wait(remaining)
+        job.forget(woken.set)
 
 
 def _slice_bounds(total: int) -> builtins.list[tuple[int, int]]:

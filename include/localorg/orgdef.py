@@ -30,11 +30,29 @@ FieldType = Literal[
     "percent",
     "date",
     "datetime",
+    "address",
+    "location",
 ]
 _NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
 # What deleting the referenced record does to a reference (Salesforce's "What to do if the lookup record
 # is deleted?"): clear the field, refuse the delete (DELETE_FAILED), or delete this record too.
 OnDelete = Literal["clear", "restrict", "cascade"]
+COMPOUND_TYPES = frozenset({"address", "location"})
+_ADDRESS_PARTS = "City Country GeocodeAccuracy Latitude Longitude PostalCode State Street".split()
+
+
+def components(name: str, type_: str) -> dict[str, str]:
+    """The component fields of a compound field, keyed as its REST value names them (in that order).
+
+    Salesforce names them after the compound: BillingAddress -> BillingCity..., Address -> City...;
+    a geolocation Location__c -> Location__Latitude__s, Location__Longitude__s."""
+    if type_ == "address":
+        prefix = name.removesuffix("Address")
+        return {part[0].lower() + part[1:]: prefix + part for part in _ADDRESS_PARTS}
+    if type_ == "location":
+        base = name.removesuffix("__c")
+        return {"latitude": f"{base}__Latitude__s", "longitude": f"{base}__Longitude__s"}
+    return {}
 
 
 class _Strict(BaseModel):
@@ -94,6 +112,12 @@ class FieldDef(_Strict):
             raise ValueError(f"{self.name}: a formula field cannot be required, defaulted or an external id")
         if self.derived and self.formula is None:
             raise ValueError(f"{self.name}: derived needs a formula")
+        if self.type in COMPOUND_TYPES:
+            suffix = "Address" if self.type == "address" else "__c"
+            if not self.name.endswith(suffix):
+                raise ValueError(f"{self.name}: the name of a {self.type} field ends with {suffix}")
+            if set(self.model_fields_set) - {"name", "type", "label"}:
+                raise ValueError(f"{self.name}: a compound field has only a name and a label")
         return self
 
 
@@ -147,6 +171,10 @@ class ObjectDef(_Strict):
             raise ValueError(f"{self.name}: a unique key names an unknown field")
         if not self.owned and self.controlled_by is None and self.name != "User":
             raise ValueError(f"{self.name}: an object without owner needs controlled_by")
+        for f in self.fields:
+            parts = components(f.name, f.type).values()
+            if {n.lower() for n in parts} - set(names):
+                raise ValueError(f"{self.name}.{f.name}: declare its components {', '.join(parts)}")
         return self
 
 
@@ -236,6 +264,10 @@ class OrgDef(_Strict):
                 known = {f.name for f in objects[obj_name].fields} if obj_name in objects else None
                 if known is None or set(fields) - known:
                     raise ValueError(f"profile {profile.name}: unknown hidden field on {obj_name}")
+                # Salesforce sets field-level security on an address or geolocation as a whole.
+                parts = {c for f in objects[obj_name].fields for c in components(f.name, f.type).values()}
+                if set(fields) & parts:
+                    raise ValueError(f"profile {profile.name}: hide the compound field, not its components")
         if "User" not in objects:
             raise ValueError("the org needs a User object")
         for obj in self.objects:

@@ -23,7 +23,7 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import soql
@@ -31,7 +31,7 @@ from .database import User, quote
 from .errors import SalesforceError, not_found
 from .ids import make_id, normalize_id
 from .lexer import query_error, unquote
-from .schema import NUMBER_TYPES, SField, SObject, parse_datetime
+from .schema import COMPOUND_TYPES, NUMBER_TYPES, SField, SObject, parse_datetime
 from .store import Org
 
 MIN_BATCH, MAX_BATCH = 200, 2000
@@ -93,6 +93,24 @@ class Plan:
     # The first ORDER BY key where it is a stored column of the object itself, ascending, nulls first
     # (``t."SystemModstamp"``): the result is then ordered by ranges of it, and can be read range by range.
     leading: str | None = None
+    ordered: bool = False  # the query has an ORDER BY (order_sql always orders, by rowid at least)
+
+    def id_range(self, low: str | None, high: str | None) -> Plan:
+        """This query restricted to Ids in [low, high) (a bound of None is open): a PK chunk of it."""
+        bounds = [(">=", low), ("<", high)]
+        where = [f't."Id" {op} ?' for op, value in bounds if value is not None]
+        params = [value for _, value in bounds if value is not None]
+        # The Id conditions go first: the IsDeleted test stays last (see csv).
+        return replace(
+            self,
+            where_sql=" AND ".join([*where, self.where_sql]),
+            where_params=[*params, *self.where_params],
+        )
+
+    @property
+    def selects_compound(self) -> bool:
+        """Whether an address or geolocation field is selected (the Bulk APIs cannot read them)."""
+        return any(f.type in COMPOUND_TYPES for _, f, _ in self.select)
 
     def rowids(self, conn: Any, export: bool = False) -> array[int]:
         """The ordered rowids of the whole result (LIMIT and OFFSET applied); ``export``: tested as ``csv``
@@ -365,6 +383,12 @@ class _Compiler:
         if isinstance(cond, soql.Not):
             return f"(NOT {self.condition(cond.item)})"
         _, f, sql = self.resolve(cond.path)
+        if f.type in COMPOUND_TYPES:  # describe says filterable: DISTANCE() may filter them (not modelled)
+            raise self.error(
+                cond.path.pos,
+                "INVALID_FIELD",
+                f"{f.type.capitalize()} fields can only be filtered using Distance expressions",
+            )
         if not f.filterable:
             raise self.error(
                 cond.path.pos, "INVALID_FIELD", f"field '{f.name}' can not be filtered in a query call"
@@ -456,7 +480,7 @@ class _Compiler:
         descending = False
         for item in items:
             _, f, sql = self.resolve(item.path)
-            if not f.filterable or f.type == "multipicklist":
+            if not f.sortable:
                 raise self.error(
                     item.path.pos, "INVALID_FIELD", f"field '{f.name}' can not be sorted in a query call"
                 )
@@ -531,6 +555,7 @@ class QueryEngine:
             parsed.limit,
             parsed.offset,
             c.leading,
+            bool(parsed.order),
         )
 
     def execute(

@@ -3,6 +3,7 @@ between JSON and SQLite, and the describe payloads."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 from . import formula
 from .ids import normalize_id
-from .orgdef import FieldDef, ObjectDef, OrgDef, PicklistValue
+from .orgdef import COMPOUND_TYPES, FieldDef, ObjectDef, OrgDef, PicklistValue, components
 
 TEXT_TYPES = frozenset({"string", "textarea", "picklist", "multipicklist", "email", "phone", "url"})
 NUMBER_TYPES = frozenset({"int", "double", "currency", "percent"})
@@ -25,6 +26,8 @@ SOAP_TYPES = {
     "percent": "xsd:double",
     "date": "xsd:date",
     "datetime": "xsd:dateTime",
+    "address": "urn:address",
+    "location": "urn:location",
 }
 FORMULA_KIND = {
     "boolean": formula.BOOLEAN,
@@ -43,6 +46,7 @@ _DEFAULT_LENGTH = {
     "string": 255,
     "textarea": 32000,
 }
+_UNGROUPABLE = frozenset({"textarea", "multipicklist", "double", "currency", "percent", *COMPOUND_TYPES})
 # Long text areas (longer than 255) cannot be filtered or sorted in SOQL.
 _FILTER_MAX_TEXTAREA = 255
 _DATETIME_IN = re.compile(
@@ -112,6 +116,9 @@ class SField:
     formula: str | None = None
     derived: bool = False
     system: bool = False
+    # An address or geolocation: its components, keyed as its JSON value names them.
+    components: tuple[tuple[str, SField], ...] = field(default=(), repr=False)
+    compound_name: str | None = None  # describe's compoundFieldName, on a component
 
     @property
     def cascade_delete(self) -> bool:
@@ -119,8 +126,8 @@ class SField:
 
     @property
     def stored(self) -> bool:
-        """Formula fields have no column: they are computed on read."""
-        return self.formula is None
+        """Formula and compound fields have no column: they are computed on read."""
+        return self.formula is None and self.type not in COMPOUND_TYPES
 
     @property
     def nillable(self) -> bool:
@@ -129,6 +136,10 @@ class SField:
     @property
     def filterable(self) -> bool:
         return not (self.type == "textarea" and self.length > _FILTER_MAX_TEXTAREA)
+
+    @property
+    def sortable(self) -> bool:
+        return self.filterable and self.type not in ("multipicklist", *COMPOUND_TYPES)
 
     @property
     def kind(self) -> str:
@@ -200,6 +211,8 @@ class SField:
             return _decode_int
         if kind in NUMBER_TYPES:
             return _decode_float
+        if kind in COMPOUND_TYPES:
+            return _decode_json
         return None
 
     def describe(self) -> dict[str, Any]:
@@ -217,13 +230,14 @@ class SField:
         ]
         numeric = self.type in NUMBER_TYPES
         return {
-            "aggregatable": self.type not in ("textarea", "multipicklist"),
+            "aggregatable": self.type not in ("textarea", "multipicklist", *COMPOUND_TYPES),
             "autoNumber": False,
             "byteLength": 0 if numeric or self.type in ("boolean", "date", "datetime") else self.length * 3,
             "calculated": calculated,
             "calculatedFormula": self.formula if calculated else None,
             "cascadeDelete": self.cascade_delete,
             "caseSensitive": False,
+            "compoundFieldName": self.compound_name,
             "createable": self.createable,
             "custom": self.custom,
             "defaultValue": self.default if self.type == "boolean" else None,
@@ -232,8 +246,9 @@ class SField:
             "deprecatedAndHidden": False,
             "digits": self.precision if self.type == "int" else 0,
             "externalId": self.external_id,
+            "extraTypeInfo": "plaintextarea" if self.type == "textarea" else None,
             "filterable": self.filterable,
-            "groupable": self.type not in ("textarea", "multipicklist", "double", "currency", "percent"),
+            "groupable": self.type not in _UNGROUPABLE,
             "htmlFormatted": False,
             "idLookup": self.type == "id" or self.external_id,
             "label": self.label,
@@ -242,7 +257,7 @@ class SField:
             "nameField": self.name == "Name",
             "namePointing": len(self.reference_to) > 1,
             "nillable": self.nillable,
-            "permissionable": not (self.required or self.system),
+            "permissionable": not (self.required or self.system or self.components),
             "picklistValues": picklist,
             "polymorphicForeignKey": len(self.reference_to) > 1,
             "precision": self.precision if numeric and self.type != "int" else 0,
@@ -253,7 +268,7 @@ class SField:
             "restrictedPicklist": self.restricted,
             "scale": self.scale if numeric and self.type != "int" else 0,
             "soapType": SOAP_TYPES.get(self.type, "xsd:string"),
-            "sortable": self.filterable and self.type != "multipicklist",
+            "sortable": self.sortable,
             "type": self.type,
             "unique": self.unique,
             "updateable": self.updateable,
@@ -281,6 +296,10 @@ def _decode_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _decode_json(value: Any) -> Any:
+    return None if value is None else json.loads(value)
+
+
 class SObject:
     """An sObject type: its fields in describe order, relationships and validation rules."""
 
@@ -297,6 +316,11 @@ class SObject:
             *_system_fields_after(self),
         ]:
             self.fields[f.name.lower()] = f
+        for f in self.fields.values():
+            parts = components(f.name, f.type).items()
+            f.components = tuple((key, self.fields[name.lower()]) for key, name in parts)
+            for _, part in f.components:
+                part.compound_name = f.name
         self.relationships = {
             f.relationship_name.lower(): f for f in self.fields.values() if f.relationship_name
         }
@@ -304,7 +328,8 @@ class SObject:
         self._compiling: set[str] = set()
 
     def _declared(self, d: FieldDef) -> SField:
-        read_only = d.read_only or d.formula is not None
+        # Compound fields are read-only: their components are written instead.
+        read_only = d.read_only or d.formula is not None or d.type in COMPOUND_TYPES
         length = 0
         if d.type in TEXT_TYPES or d.type == "reference":
             length = d.length or _DEFAULT_LENGTH[d.type]
@@ -324,7 +349,7 @@ class SObject:
             required=d.required,
             createable=not read_only,
             updateable=not read_only,
-            custom=d.name.endswith("__c"),
+            custom=d.name.endswith(("__c", "__s")),
             external_id=d.external_id,
             unique=d.unique,
             reference_to=tuple(d.reference_to),
@@ -356,6 +381,11 @@ class SObject:
             return cached
         if f.stored:
             sql = f'{alias}."{f.name}"'
+        elif f.components:
+            # Salesforce gives a compound as null when all its components are.
+            parts = [part.sql(alias) for _, part in f.components]
+            pairs = ", ".join(f"'{key}', {sql}" for (key, _), sql in zip(f.components, parts, strict=True))
+            sql = f"CASE WHEN COALESCE({', '.join(parts)}) IS NOT NULL THEN json_object({pairs}) END"
         else:
             if f.name in self._compiling:
                 raise formula.FormulaError(f.formula or "", f"{self.name}.{f.name} refers to itself")
@@ -489,9 +519,15 @@ class Schema:
             for f in obj.fields.values():
                 f.sql("t")  # compiles every formula now, so a bad one fails at startup
         self.hidden = {
-            p.name: {o.lower(): {f.lower() for f in fs} for o, fs in p.hidden_fields.items()}
+            p.name: {o.lower(): self._hidden(o, fs) for o, fs in p.hidden_fields.items()}
             for p in org.profiles
         }
+
+    def _hidden(self, obj_name: str, names: list[str]) -> set[str]:
+        """Hidden field names; hiding a compound field hides its components (they share its security)."""
+        fields = [self.objects[obj_name.lower()].fields[n.lower()] for n in names]
+        parts = [part for f in fields for _, part in f.components]
+        return {f.name.lower() for f in fields + parts}
 
     def get(self, name: str) -> SObject | None:
         """The object named ``name`` (case-insensitive), or None."""

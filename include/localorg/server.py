@@ -1,5 +1,6 @@
-"""The HTTPS API: a Starlette app that answers Salesforce's login, REST, sObject Collections, Composite and
-Bulk API 2.0 paths (the REST resources through Starlette routes), with fault injection and admin calls."""
+"""The HTTPS API: a Starlette app that answers Salesforce's login, REST, sObject Collections, Composite,
+Bulk API 2.0 and Bulk API 1.0 paths (the REST and Bulk API 1.0 resources through Starlette routes), with
+fault injection and admin calls."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import logging
 import re
 import secrets
-import time
 import uuid
 from collections.abc import Callable
 from email.utils import formatdate
@@ -26,12 +26,14 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import admin, bulk, composite, faults
+from . import admin, bulk, bulk_v1, composite, faults
 from .auth import Sessions, oauth_revoke, oauth_token, soap_login
-from .bulk import BulkJobs, Job
+from .bulk import BulkJobs
 from .calls import MAX_VERSION, MIN_VERSION, Call
 from .errors import RecordError, SalesforceError, invalid_session, not_found, record_errors
+from .held import HeldAnswer
 from .ids import normalize_id
+from .profile import PROFILES, Profile
 from .query import QueryEngine, batch_size
 from .schema import SObject, format_datetime, now_ms, parse_datetime
 from .store import Org, Txn, User
@@ -73,6 +75,7 @@ _LIMITS = {
     "SingleEmail": 15,
     "StreamingApiConcurrentClients": 2_000,
 }
+_ASYNC = re.compile(r"/services/async/(\d+\.\d+)/(.*)")  # Bulk API 1.0's tree
 _ROLLED_BACK = RecordError(
     "ALL_OR_NONE_OPERATION_ROLLED_BACK",
     "Record rolled back because not all records were valid and the request was using AllOrNone header",
@@ -99,14 +102,16 @@ def _release_label(version: int) -> str:
 class Api:
     """Request handling state: the org, sessions, query engine and limits."""
 
-    def __init__(self, org: Org, session_timeout: float, daily_api_requests: int) -> None:
+    def __init__(self, org: Org, session_timeout: float, daily_api_requests: int, profile: Profile) -> None:
         self.org = org
+        self.profile = profile
         self.sessions = Sessions(org.org_id, session_timeout)
         self.engine = QueryEngine(org)
         self.daily_limit = daily_api_requests
         self.faults = faults.Faults()
         org.write_hook = self.faults.check_record_write
-        self.bulk = BulkJobs(org, self.engine, self.faults, org.data_dir / "bulk")
+        self.bulk = BulkJobs(org, self.engine, self.faults, org.data_dir / "bulk", profile)
+        self.async_jobs = bulk_v1.AsyncJobs(self.bulk, self.engine, org)
         self.admin_token = admin.admin_token(org.data_dir)
         org.purge_expired()
 
@@ -120,6 +125,9 @@ class Api:
 
     async def __call__(self, request: Request) -> Response | _Dropped:
         body = await request.body()
+        delay = self._latency(request)
+        if delay:
+            await asyncio.sleep(delay)  # on the event loop: a request waiting takes no thread from the others
         response = await run_in_threadpool(self.handle, request, body)
         # Clients read the org's clock from Date (the sync freezes its windows with it), so it is stamped
         # when the answer is ready; uvicorn's own header is refreshed only once a second.
@@ -128,15 +136,20 @@ class Api:
             target.headers["Date"] = formatdate(usegmt=True)
         return response
 
+    def _latency(self, request: Request) -> float:
+        """Seconds before an API request is handled: the profile's round trip and any latency fault's."""
+        path = request.url.path
+        if path.startswith("/localorg/admin/"):
+            return 0.0
+        rule = self.faults.take(("latency",), path, request.method)
+        return (self.profile.rest_latency_ms + (rule.latency_ms if rule else 0)) / 1000
+
     def handle(self, request: Request, body: bytes) -> Response | _Dropped:
         """Answer one request: admin calls, else the API with any fault rules that match it."""
         path = request.url.path
         if path.startswith("/localorg/admin/"):
             return self._admin(request, body)
         faults.current_route.set(path)
-        rule = self.faults.take(("latency",), path, request.method)
-        if rule is not None:
-            time.sleep(rule.latency_ms / 1000)
         rule = self.faults.take(faults.REQUEST_KINDS, path, request.method)
         if rule is None:
             return self._respond(request, body)
@@ -152,7 +165,16 @@ class Api:
             return Response(page, 502, media_type="text/html")
         if rule.kind == "invalid_session":
             self.sessions.expire(_session_token(request))
+            if _ASYNC.fullmatch(request.url.path):
+                return bulk_v1.error_answer(bulk_v1.invalid_session(), _async_json(request), {})
             return _json(401, invalid_session().body())
+        if rule.kind in ("http_500", "request_limit") and _ASYNC.fullmatch(request.url.path):
+            status, code, message = {
+                "http_500": (500, "InternalServerError", "An unexpected error occurred"),
+                "request_limit": (403, "ExceededQuota", "TotalRequests Limit exceeded."),
+            }[rule.kind]
+            exc = SalesforceError(status, code, rule.message or message)
+            return bulk_v1.error_answer(exc, _async_json(request), {})
         status, code, message = {
             "http_500": (
                 500,
@@ -260,6 +282,9 @@ class Api:
                 status, error = oauth_revoke(self.org, self.sessions, form)
                 return Response(status_code=status) if error is None else _json(status, error)
             path = request.url.path
+            match = _ASYNC.fullmatch(path)
+            if match is not None:
+                return self._async(request, body, *match.groups())
             if re.fullmatch(r"/services/data/?", path):
                 return _json(
                     200,
@@ -300,6 +325,39 @@ class Api:
                 limit_header,
             )
 
+    def _async(self, request: Request, body: bytes, version: str, rest: str) -> Response:
+        """A Bulk API 1.0 request: its session in X-SFDC-Session (Salesforce ignores Authorization there),
+        counted as an API request, answered in its own error shapes."""
+        limit_header: dict[str, str] = {}
+        as_json = _async_json(request)
+        try:
+            if not MIN_VERSION <= int(float(version)) <= MAX_VERSION:
+                raise bulk_v1.error("InvalidVersion", f"Invalid API version: {version}")
+            token = request.headers.get("x-sfdc-session", "").strip()
+            user = self.sessions.user(token) if token else None
+            if user is None:
+                raise bulk_v1.invalid_session()
+            used, allowed = self.org.count_api_request(self.daily_limit)
+            limit_header = {"Sforce-Limit-Info": f"api-usage={used}/{self.daily_limit}"}
+            if not allowed:
+                raise SalesforceError(403, "ExceededQuota", "TotalRequests Limit exceeded.")
+            try:
+                route, params = _resolve(bulk_v1.ROUTES, request.method, rest)
+            except SalesforceError:
+                raise bulk_v1.error("InvalidUrl", f"unknown resource: {request.method} {rest}") from None
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            call = Call(request.method, request.url.path, params, {}, headers, body, version, user)
+            _, answer = route.endpoint(self, call)
+            answer.headers.update(limit_header)
+            return answer
+        except SalesforceError as exc:
+            return bulk_v1.error_answer(exc, as_json, limit_header)
+        except Exception:
+            error_id = str(uuid.uuid4())
+            log.exception("unexpected error %s on %s %s", error_id, request.method, request.url.path)
+            failure = SalesforceError(500, "InternalServerError", f"An unexpected error occurred: {error_id}")
+            return bulk_v1.error_answer(failure, as_json, limit_header)
+
     def _authenticate(self, request: Request) -> User:
         token = _session_token(request)
         user = self.sessions.user(token) if token else None
@@ -328,28 +386,12 @@ class Api:
     ) -> tuple[int, Any]:
         """Run the handler for ``rest`` (the path after ``/services/data/vXX.X/``): the one code path of
         every API request and every Composite subrequest. ``headers`` have lower-case names."""
-        # One trailing slash is allowed. The first resource whose path matches answers, so a literal
-        # segment (sobjects/Lead/describe) is never taken for a record Id, whatever the method.
-        scope = {"type": "http", "method": method, "path": "/" + rest.removesuffix("/")}
-        resource = next((r for r in ROUTES if _path_matches(r, scope)), None)
-        if resource is None:
-            raise not_found()
-        routes = [r for r in ROUTES if r.path == resource.path]
-        route = next((r for r in routes if method in _methods(r)), None)
-        if route is None:
-            allowed = ",".join(sorted(set().union(*map(_methods, routes))))
-            raise SalesforceError(
-                405,
-                "METHOD_NOT_ALLOWED",
-                f"HTTP Method '{method}' not allowed. Allowed are {allowed}",
-            )
-        params = route.matches(scope)[1]["path_params"]
+        route, params = _resolve(ROUTES, method, rest)
         call = Call(
             method, path, params, parse_qs(query, keep_blank_values=True), headers, body, version, user
         )
         handler: Handler = route.endpoint
         return handler(self, call)
-        raise not_found()
 
     # -- helpers shared by handlers ---------------------------------------------------------------
 
@@ -368,52 +410,34 @@ class Api:
         return self.org.upsert(txn, obj, f, value, record)
 
 
+def _resolve(routes: list[Route], method: str, rest: str) -> tuple[Route, dict[str, Any]]:
+    """The route of ``rest`` (a path under a version's root) and its path parameters. One trailing slash is
+    allowed. The first resource whose path matches answers, so a literal segment (sobjects/Lead/describe)
+    is never taken for a record Id, whatever the method."""
+    scope = {"type": "http", "method": method, "path": "/" + rest.removesuffix("/")}
+    resource = next((r for r in routes if _path_matches(r, scope)), None)
+    if resource is None:
+        raise not_found()
+    candidates = [r for r in routes if r.path == resource.path]
+    route = next((r for r in candidates if method in _methods(r)), None)
+    if route is None:
+        allowed = ",".join(sorted(set().union(*map(_methods, candidates))))
+        raise SalesforceError(
+            405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}"
+        )
+    return route, route.matches(scope)[1]["path_params"]
+
+
+def _async_json(request: Request) -> bool:
+    return bulk_v1.wants_json(request.headers.get("content-type"))
+
+
 def _session_token(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() not in ("bearer", "oauth") or not token:
         token = request.headers.get("x-sfdc-session", "")
     return token.strip()
-
-
-class _HeldStatus(Response):
-    """A running Bulk job's status GET, answered once the job ends (or is aborted) or after ``hold`` seconds,
-    with its info then: the same JSON as an immediate answer, only later.
-
-    The wait is a future on the event loop that the job's worker thread completes; it takes none of the
-    threads that run requests, so however many polls are held (a client polling a job that never ends,
-    several clients polling theirs) every other request is answered as soon as ever.
-    """
-
-    def __init__(self, job: Job, hold: float) -> None:
-        super().__init__(media_type="application/json")
-        self.job, self.hold = job, hold
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        woken: asyncio.Future[None] = loop.create_future()
-
-        def settle() -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        def wake() -> None:
-            try:
-                loop.call_soon_threadsafe(settle)
-            except RuntimeError:  # the server has stopped: nobody waits any more
-                pass
-
-        if self.job.on_settled(wake):
-            try:
-                await asyncio.wait_for(woken, self.hold)
-            except TimeoutError:
-                pass
-            finally:
-                self.job.forget(wake)
-        kept = {k: v for k, v in self.headers.items() if k not in ("content-length", "content-type", "date")}
-        answer = _json(200, self.job.info(), kept)
-        answer.headers["Date"] = formatdate(usegmt=True)  # the org's clock when the answer is ready
-        await answer(scope, receive, send)
 
 
 class _Dropped:
@@ -473,6 +497,7 @@ def object_metadata(api: Api, call: Call) -> tuple[int, Any]:
 def limits(api: Api, call: Call) -> tuple[int, Any]:
     maxima = {**_LIMITS, "DailyApiRequests": api.daily_limit}
     used = {"DailyApiRequests": api.org.api_usage(), **api.bulk.usage()}
+    used["DailyBulkApiBatches"] += api.async_jobs.batches_since(now_ms() - 86_400_000)
     return 200, {
         name: {"Max": limit, "Remaining": max(limit - used.get(name, 0), 0)} for name, limit in maxima.items()
     }
@@ -787,7 +812,9 @@ def bulk_list(api: Api, call: Call) -> tuple[int, Any]:
 
 def bulk_info(api: Api, call: Call) -> tuple[int, Any]:
     job = api.bulk.get(call.user, call.params["kind"], call.params["job"])
-    return 200, _HeldStatus(job, bulk.STATUS_HOLD_SECONDS) if job.running else job.info()
+    if job.running:
+        return 200, HeldAnswer(job, bulk.STATUS_HOLD_SECONDS, lambda: _json(200, job.info()))
+    return 200, job.info()
 
 
 def bulk_state(api: Api, call: Call) -> tuple[int, Any]:
@@ -912,9 +939,11 @@ class SalesforceHeaderNames:
         await self.app(scope, receive, cased)
 
 
-def create_app(org: Org, session_timeout: float, daily_api_requests: int) -> Starlette:
-    """The ASGI app serving ``org``."""
-    api = Api(org, session_timeout, daily_api_requests)
+def create_app(
+    org: Org, session_timeout: float, daily_api_requests: int, profile: Profile = PROFILES["instant"]
+) -> Starlette:
+    """The ASGI app serving ``org``, as slow as ``profile`` says."""
+    api = Api(org, session_timeout, daily_api_requests, profile)
     methods = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
     return Starlette(
         routes=[Route("/{path:path}", api.__call__, methods=methods)],

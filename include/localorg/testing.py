@@ -24,6 +24,7 @@ from .admin import admin_token
 from .connection import Connection, ensure_certificates, refresh_tokens
 from .datadir import private_opener
 from .orgdef import DEFAULT_ORG_FILE, OrgDef, UserDef, load_org
+from .profile import PROFILES, Profile
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class RunningOrg:
     ca_file: Path
     definition: OrgDef
     log_file: Path
+    profile: Profile = PROFILES["instant"]
 
     @property
     def base_url(self) -> str:
@@ -105,8 +107,10 @@ def running_org(
     api_limit: int | None = None,
     org_file: Path = DEFAULT_ORG_FILE,
     startup_timeout: float = 30.0,
+    profile: str | Profile = "instant",
 ) -> Iterator[RunningOrg]:
-    """Start ``python -m localorg serve`` on a free port, wait until it answers, stop it on exit."""
+    """Start ``python -m localorg serve`` on a free port, wait until it answers, stop it on exit.
+    ``profile``: a latency profile's name or a ``localorg.profile.Profile`` (see that module)."""
     ca_file, _ = ensure_certificates(data_dir)
     port = free_port()
     command = [
@@ -125,13 +129,15 @@ def running_org(
         command += ["--session-timeout", str(session_timeout)]
     if api_limit is not None:
         command += ["--api-limit", str(api_limit)]
+    latency = PROFILES[profile] if isinstance(profile, str) else profile
+    command += latency.cli_args()
     log_file = data_dir / f"server-{port}.log"
     src_root = Path(__file__).resolve().parents[1]
     with open(log_file, "w", opener=private_opener) as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=src_root)
     try:
         _wait_until_ready(process, port, ca_file, log_file, startup_timeout)
-        yield RunningOrg(port, data_dir, ca_file, load_org(org_file), log_file)
+        yield RunningOrg(port, data_dir, ca_file, load_org(org_file), log_file, latency)
     finally:
         process.terminate()
         try:

@@ -35,21 +35,24 @@ def test_columns_skip_compound_fields_and_honour_include_and_exclude():
     describe = {
         "fields": [
             field("Id", "id"),
+            field("BillingCity", "string", compoundFieldName="BillingAddress"),
             field("BillingAddress", "address"),
-            field("BillingCity", "string"),
+            field("Location__Latitude__s", "double", precision=18, scale=6, compoundFieldName="Location__c"),
             field("Location__c", "location"),
             field("Description", "textarea"),
             field("SystemModstamp", "datetime"),
         ]
     }
-    assert [c.name for c in columns.synced(describe)] == [
-        "id",
-        "billingcity",
-        "description",
-        "systemmodstamp",
+    # The compounds' components are synced in their place, as any other field.
+    assert [(c.name, c.pg_type) for c in columns.synced(describe)] == [
+        ("id", "text"),
+        ("billingcity", "text"),
+        ("location__latitude__s", "numeric(18,6)"),
+        ("description", "text"),
+        ("systemmodstamp", "timestamptz"),
     ]
     assert [c.field for c in columns.synced(describe, exclude=["Description"])] == [
-        "Id", "BillingCity", "SystemModstamp"
+        "Id", "BillingCity", "Location__Latitude__s", "SystemModstamp"
     ]  # fmt: skip
     # A listed field the integration user cannot see is simply absent: no error.
     assert [c.name for c in columns.synced(describe, include=["Id", "SystemModstamp", "Hidden__c"])] == [
