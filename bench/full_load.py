@@ -20,9 +20,10 @@ For each size:
    Then the API calls of each object (counted by the org, and by the sync's meter) and per million records.
 The last lines show how time grows with size (linear: the per-row time stays flat).
 
-Prints figures, asserts nothing. Usage:
-python bench/full_load.py [--sizes 100000,1000000] [--slice-days 30] [--objects lead|all]
-(``all``: every registry object, seeded in the seeder's proportions to the Leads)
+Prints figures under each latency profile of the local org (instant, then realistic: see bench/common.py),
+asserts nothing. Usage: python bench/full_load.py [--sizes 100000,1000000] [--slice-days 30]
+[--objects lead|all] [--profile instant|realistic|both] (``all``: every registry object, seeded in the
+seeder's proportions to the Leads)
 """
 
 from __future__ import annotations
@@ -45,7 +46,15 @@ import psycopg
 # Loaded before any timing, as they are in an Airflow worker: the sync imports them lazily.
 from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 from airflow.providers.salesforce.hooks.salesforce import SalesforceHook  # noqa: F401
-from common import org_api_calls, peak_rss_mb, phases, print_phases, seeded_stack
+from common import (
+    add_profile_option,
+    org_api_calls,
+    peak_rss_mb,
+    phases,
+    print_phases,
+    seeded_stack,
+    under_profiles,
+)
 from psycopg import sql
 
 from localorg.testing import RunningOrg
@@ -228,10 +237,12 @@ def raw_copy_seconds(url: str, recording: Recording) -> float:
     return elapsed
 
 
-def run(size: int, slice_days: float, every_object: bool, root: Path) -> tuple[int, float, float]:
+def run(
+    size: int, slice_days: float, every_object: bool, root: Path, profile: str
+) -> tuple[int, float, float]:
     """Both loads of one size (see the module docstring); rows, and the seconds of the load as the DAG runs
     it and of the sync's part of it."""
-    with seeded_stack(root, int(size * 1.25), seed=3, every_object=every_object) as (org, pg):
+    with seeded_stack(root, int(size * 1.25), 3, every_object, profile) as (org, pg):
         entries = list(load_registry().enabled()) if every_object else [load_registry().get("Lead")]
         objects, table_names = [e.sobject for e in entries], [e.table for e in entries]
 
@@ -291,16 +302,12 @@ def run(size: int, slice_days: float, every_object: bool, root: Path) -> tuple[i
         return rows, pooled, ours
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="100000,1000000", help="Leads loaded (a fifth more are seeded)")
-    parser.add_argument("--slice-days", type=float, default=30)
-    parser.add_argument("--objects", choices=("lead", "all"), default="lead")
-    args = parser.parse_args()
+def measure(sizes: list[int], slice_days: float, every_object: bool, profile: str) -> None:
+    """Every size on a fresh stack whose org runs under ``profile``; then how time grows with size."""
     results = []
-    for size in (int(s) for s in args.sizes.split(",")):
+    for size in sizes:
         with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
-            results.append(run(size, args.slice_days, args.objects == "all", Path(tmp)))
+            results.append(run(size, slice_days, every_object, Path(tmp), profile))
     (small_rows, *small), (big_rows, *big) = results[0], results[-1]
     if len(results) > 1:
         for label, small_s, big_s in zip(
@@ -310,6 +317,17 @@ def main() -> None:
                 f"growth, {label}: {big_rows / small_rows:.1f}x the rows took {big_s / small_s:.1f}x the time"
                 f" ({small_s / small_rows * 1e6:.1f} vs {big_s / big_rows * 1e6:.1f} us per row)"
             )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100000,1000000", help="Leads loaded (a fifth more are seeded)")
+    parser.add_argument("--slice-days", type=float, default=30)
+    parser.add_argument("--objects", choices=("lead", "all"), default="lead")
+    add_profile_option(parser)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    under_profiles(args, lambda profile: measure(sizes, args.slice_days, args.objects == "all", profile))
 
 
 if __name__ == "__main__":
