@@ -148,7 +148,7 @@ class Recording:
 
 
 class Played:
-    """A recorded page, as the client's response it came in."""
+    """A recorded page in place of the response it came in (the client reads only ``iter_content``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
