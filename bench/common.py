@@ -17,12 +17,13 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from localorg.datadir import DB_FILE
 from localorg.profile import PROFILES, Profile
 from localorg.seed import RATIOS
 from localorg.testing import RunningOrg, free_port, running_org
@@ -50,6 +51,12 @@ def raw_sqlite_rate(data_dir: Path) -> float:
         started = time.perf_counter()
         rows = len(conn.execute(f'SELECT {columns} FROM "Lead" ORDER BY rowid').fetchall())
         return rows / (time.perf_counter() - started)
+
+
+def org_api_calls(org: RunningOrg) -> int:
+    """The API requests the org has counted (its usage store, read directly: reading costs no call)."""
+    with closing(sqlite3.connect(f"file:{org.data_dir / DB_FILE}?mode=ro", uri=True)) as conn:
+        return int(conn.execute("SELECT COALESCE(SUM(used), 0) FROM _api_requests").fetchone()[0])
 
 
 def seed_leads(data_dir: Path, count: int, seed: int) -> None:
