@@ -21,7 +21,7 @@ For each size:
 The last lines show how time grows with size (linear: the per-row time stays flat).
 
 Prints figures under each latency profile of the local org (instant, then realistic: see bench/common.py),
-asserts nothing. Usage: python bench/full_load.py [--sizes 100000,1000000] [--slice-days 30]
+asserts nothing. Usage: python bench/full_load.py [--sizes 100000,1000000] [--job-records N]
 [--objects lead|all] [--profile instant|realistic|both] (``all``: every registry object, seeded in the
 seeder's proportions to the Leads)
 """
@@ -84,9 +84,9 @@ def metered(step: Callable[..., T], run_id: str, *args: Any) -> tuple[T, int]:
         return step(context, *args), context.calls
 
 
-def load_all(run_id: str, objects: list[str], slice_days: float) -> tuple[dict[str, int], int, int]:
+def load_all(run_id: str, objects: list[str], job_records: int | None) -> tuple[dict[str, int], int, int]:
     """A whole full load, ``POOL_SLOTS`` slices copied at a time; rows per object, slices, metered calls."""
-    pieces, calls = metered(full_load.plan, run_id, objects, slice_days, None)
+    pieces, calls = metered(full_load.plan, run_id, objects, None, job_records)
     with ThreadPoolExecutor(POOL_SLOTS) as pool:
         copied = list(pool.map(lambda p: metered(full_load.copy_slice, run_id, p)[0], pieces))
     rows = metered(full_load.finish, run_id)[0]["handed_over"]
@@ -109,9 +109,9 @@ class Recording:
     def recording(self) -> Iterator[None]:
         bulk_query, without_nul = Salesforce.bulk_query, salesforce._without_nul
 
-        def query(sf: Salesforce, soql: str) -> BulkResults:
+        def query(sf: Salesforce, soql: str, **kwargs: Any) -> BulkResults:
             self.query = soql
-            return bulk_query(sf, soql)
+            return bulk_query(sf, soql, **kwargs)
 
         def tee(response: Any) -> Iterator[bytes]:
             path = self.scratch / f"page-{sum(map(len, self.pages.values()))}.csv"
@@ -169,23 +169,24 @@ class Replayed:
     def describe(self, sobject: str) -> dict[str, Any]:
         return self.describes[sobject]
 
-    def bulk_query(self, soql: str) -> BulkResults:
-        return BulkResults(self, soql, records=sum(n for n, _ in self.pages[soql]))  # type: ignore[arg-type]
+    def bulk_query(self, soql: str, page_records: int | None = None) -> BulkResults:
+        records = sum(n for n, _ in self.pages[soql])
+        return BulkResults(self, soql, page_records, records)  # type: ignore[arg-type]
 
-    def _bulk_pages(self, job_id: str, _page_records: int) -> Iterator[BulkPage]:
+    def _bulk_pages(self, job_id: str, _page_records: int | None) -> Iterator[BulkPage]:
         for records, path in self.pages[job_id]:
             yield BulkPage(records, salesforce._without_nul(Played(path)))  # type: ignore[arg-type]
 
 
 def export(
-    run_id: str, objects: list[str], slice_days: float, org: RunningOrg
+    run_id: str, objects: list[str], job_records: int | None, org: RunningOrg
 ) -> tuple[list[dict[str, str]], dict[str, tuple[int, int]]]:
     """(a): the load object by object, slice by slice, recording its pages; its slices, and per object the
     API calls counted by the org and by the sync's meter."""
     pieces, calls = [], {}
     for sobject in objects:
         before = org_api_calls(org)
-        planned, metered_calls = metered(full_load.plan, run_id, [sobject], slice_days, None)
+        planned, metered_calls = metered(full_load.plan, run_id, [sobject], None, job_records)
         for piece in (p for p in planned if p["sobject"] == sobject):
             metered_calls += metered(full_load.copy_slice, run_id, piece)[0]["api_calls"]
             pieces.append(piece)
@@ -194,9 +195,13 @@ def export(
 
 
 def replay(run_id: str, pieces: list[dict[str, str]], org: Replayed) -> None:
-    """(b): the slices copied again, their Bulk results replayed."""
+    """(b): the slices copied again, their Bulk results replayed, each object's table prepared first from
+    its recorded describe (as the plan prepares it)."""
+    registry = load_registry()
     with warehouse.connect(WAREHOUSE_CONN_ID) as conn:
-        context = Context(run_id, load_registry().settings, conn, SALESFORCE_CONN_ID, lambda: org)
+        context = Context(run_id, registry.settings, conn, SALESFORCE_CONN_ID, lambda: org)
+        for sobject in dict.fromkeys(piece["sobject"] for piece in pieces):
+            tables.prepare_object_table(conn, registry.get(sobject), org.describe(sobject))
         for piece in pieces:
             full_load.copy_slice(context, piece)  # type: ignore[arg-type]
 
@@ -238,7 +243,7 @@ def raw_copy_seconds(url: str, recording: Recording) -> float:
 
 
 def run(
-    size: int, slice_days: float, every_object: bool, root: Path, profile: str
+    size: int, job_records: int | None, every_object: bool, root: Path, profile: str
 ) -> tuple[int, float, float]:
     """Both loads of one size (see the module docstring); rows, and the seconds of the load as the DAG runs
     it and of the sync's part of it."""
@@ -248,7 +253,7 @@ def run(
 
         settle(pg.url())
         before, started = org_api_calls(org), time.perf_counter()
-        handed, slices, metered_calls = load_all(f"bench__{size}__pool", objects, slice_days)
+        handed, slices, metered_calls = load_all(f"bench__{size}__pool", objects, job_records)
         pooled, rss, counted = time.perf_counter() - started, peak_rss_mb(), org_api_calls(org) - before
         rows = sum(handed.values())
         print(
@@ -261,7 +266,7 @@ def run(
         settle(pg.url(), table_names)
         recording = Recording(root / "pages")
         with recording.recording(), phases(EXPORT) as exported:
-            pieces, calls = export(f"bench__{size}__export", objects, slice_days, org)
+            pieces, calls = export(f"bench__{size}__export", objects, job_records, org)
         org_seconds = exported["Bulk jobs until complete"] + exported["download of the CSV pages"]
 
         sf = Salesforce()
@@ -302,12 +307,12 @@ def run(
         return rows, pooled, ours
 
 
-def measure(sizes: list[int], slice_days: float, every_object: bool, profile: str) -> None:
+def measure(sizes: list[int], job_records: int | None, every_object: bool, profile: str) -> None:
     """Every size on a fresh stack whose org runs under ``profile``; then how time grows with size."""
     results = []
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="sfsync-bench-") as tmp:
-            results.append(run(size, slice_days, every_object, Path(tmp), profile))
+            results.append(run(size, job_records, every_object, Path(tmp), profile))
     (small_rows, *small), (big_rows, *big) = results[0], results[-1]
     if len(results) > 1:
         for label, small_s, big_s in zip(
@@ -322,12 +327,14 @@ def measure(sizes: list[int], slice_days: float, every_object: bool, profile: st
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100000,1000000", help="Leads loaded (a fifth more are seeded)")
-    parser.add_argument("--slice-days", type=float, default=30)
+    parser.add_argument(
+        "--job-records", type=int, help="the most records one Bulk job copies (default: the registry's)"
+    )
     parser.add_argument("--objects", choices=("lead", "all"), default="lead")
     add_profile_option(parser)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    under_profiles(args, lambda profile: measure(sizes, args.slice_days, args.objects == "all", profile))
+    under_profiles(args, lambda profile: measure(sizes, args.job_records, args.objects == "all", profile))
 
 
 if __name__ == "__main__":
