@@ -328,7 +328,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100000,1000000", help="Leads loaded (a fifth more are seeded)")
     parser.add_argument(
-        "--job-records", type=int, help="the most records one Bulk job copies (default: the registry's)"
+        "--job-records", type=int, help="about the most records one Bulk job copies (default: the registry's)"
     )
     parser.add_argument("--objects", choices=("lead", "all"), default="lead")
     add_profile_option(parser)

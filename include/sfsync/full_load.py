@@ -41,10 +41,10 @@ def plan(
     interval: tuple[datetime, datetime] | None = None,
     job_records: int | None = None,
 ) -> list[dict[str, str]]:
-    """Register this run's slices and return those to copy. ``job_records``: the most records one Bulk job
-    copies (by default the registry's ``full_load_job_records``). An object is planned once: a plan retried
-    after failing halfway keeps the slices (and hand-over watermarks) of the objects it had planned, and
-    plans the rest."""
+    """Register this run's slices and return those to copy. ``job_records``: about the most records one
+    Bulk job copies (by default the registry's ``full_load_job_records``). An object is planned once: a
+    plan retried after failing halfway keeps the slices (and hand-over watermarks) of the objects it had
+    planned, and plans the rest."""
     registry = load_registry()
     entries = [registry.get(name) for name in objects] if objects else list(registry.enabled())
     known = state.planned_objects(context.conn, context.run_id)

@@ -225,10 +225,11 @@ class SyncSettings(BaseModel):
     #: slice, which may copy millions of records, has its own.
     task_timeout_minutes: float = Field(default=30, gt=0)
     slice_timeout_minutes: float = Field(default=240, gt=0)
-    #: The most records one full-load Bulk job copies: an object with more is cut into slices of about
-    #: equal size, copied in parallel. A million records (a few GB of CSV at most) stream in well within a
-    #: slice's time limit, and cost about 4 calls (create, poll, a page or two): API calls grow with the
-    #: records, not with the years of history. A failed slice copies at most this many again.
+    #: About the most records one full-load Bulk job copies (a tenth more rather than one job more): an
+    #: object with more is cut into slices of about equal size, copied in parallel. A million records (a few
+    #: GB of CSV at most) stream in well within a slice's time limit, and cost about 4 calls (create, poll,
+    #: a page or two): API calls grow with the records, not with the years of history. A failed slice
+    #: copies at most this many again.
     full_load_job_records: int = Field(default=1_000_000, ge=1)
     #: The data interval of each backfill run of the full load: a cron expression or preset (``@monthly``,
     #: ``@weekly``, ``@daily``). Each run describes and counts every object (a call per five objects), so

@@ -1,12 +1,12 @@
 """How a full load cuts an object's records into Bulk jobs of about equal size, from counts alone.
 
 An object with no record in the range is skipped; one whose records fit in one job (the registry's
-``full_load_job_records``) is copied by one job over the whole range; a larger one by ``ceil(count /
-job_records)`` jobs, cut along CreatedDate. Where to cut comes from a histogram refined only where a cut
-falls: a bin that holds a cut and more than a quarter of a job's records is split into equal spans of
-time and counted again (Salesforce answers 5 ``COUNT()`` queries in one composite call, and the last
-span's count is the bin's minus the others'), so the calls grow with the number of jobs, not with the
-years of history.
+``full_load_job_records``, with a tenth to spare) is copied by one job over the whole range; a larger
+one by about ``count / job_records`` jobs, cut along CreatedDate. Where to cut comes from a histogram
+refined only where a cut falls: a bin that holds a cut and more than a quarter of a job's records is
+split into equal spans of time and counted again (Salesforce answers 5 ``COUNT()`` queries in one
+composite call, and the last span's count is the bin's minus the others'), so the calls grow with the
+number of jobs, not with the years of history.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ EARLIEST = datetime(1700, 1, 1, tzinfo=UTC)
 #: Refinement rounds at most: a cut still inside a bin after these stays at the bin's nearest edge (records
 #: created within one second by a data load cannot be told apart by CreatedDate anyway).
 MAX_ROUNDS = 8
+#: How much more than ``full_load_job_records`` one job may copy, rather than the object taking one job more.
+JOB_SLACK = 0.1
 _SECOND = timedelta(seconds=1)
 
 
@@ -33,8 +35,10 @@ class Bin:
 
 
 def jobs_for(count: int, job_records: int) -> int:
-    """Bulk jobs for ``count`` records: none for none, else one per ``job_records`` begun."""
-    return -(-count // job_records)
+    """Bulk jobs for ``count`` records: none for none, else as few as hold them with up to ``JOB_SLACK``
+    more than ``job_records`` each (an object of a million and a few records is one job, not two halves:
+    every job costs calls and a wait in the org's queue)."""
+    return -(-count // int(job_records * (1 + JOB_SLACK)))
 
 
 def parts_for(bins: int, queries: int) -> int:

@@ -57,8 +57,10 @@ def spread(count: int, start: dt.datetime, end: dt.datetime) -> list[dt.datetime
     return [start + (end - start) * i / count for i in range(count)]
 
 
-@pytest.mark.parametrize(("count", "jobs"), [(0, 0), (1, 1), (1000, 1), (1001, 2), (5000, 5)])
-def test_an_object_takes_a_job_per_job_records_begun_and_none_when_empty(count, jobs):
+@pytest.mark.parametrize(
+    ("count", "jobs"), [(0, 0), (1, 1), (1000, 1), (1100, 1), (1101, 2), (2200, 2), (2201, 3), (5000, 5)]
+)
+def test_an_object_takes_a_job_per_job_records_with_a_tenth_to_spare_and_none_when_empty(count, jobs):
     assert slicing.jobs_for(count, 1000) == jobs
 
 
