@@ -71,7 +71,7 @@ class _Watcher(BaseEventTrigger):
                 error = f"{type(failure).__name__}: {failure}"
             failures = 1 if time.monotonic() - started > HEALTHY_SECONDS else failures + 1
             delay = min(RETRY_SECONDS * 2 ** (failures - 1), RETRY_CAP_SECONDS)
-            self.log.warning("%s failed (%s); trying again in %.0f s", what, error, delay)
+            self.log.warning("%s failed (%s); trying again in %.1f s", what, error, delay)
             await asyncio.sleep(delay)
             again = True
 
