@@ -185,7 +185,7 @@ async def bursts(items: AsyncIterator[T], debounce: float) -> AsyncGenerator[lis
         if getting.done():
             return [getting.result()]
         getting.cancel()  # a get cancelled before it completed takes nothing from the queue
-        if pumping.done():
+        if pumping.done() and timeout is None:  # (within a burst, the burst so far goes out first)
             pumping.result()  # the source's failure, if it failed
             raise RuntimeError("the event source ended")
         return []
