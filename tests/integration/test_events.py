@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import yaml
 from airflow.triggers.base import BaseEventTrigger
+from simple_salesforce import Salesforce
 
 from localorg.datadir import DB_FILE
 from localorg.orgdef import DEFAULT_ORG_FILE
@@ -192,27 +193,9 @@ def tls(org: RunningOrg) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(org.ca_file))
 
 
-def token(org: RunningOrg, user: str) -> str:
-    app, credentials = org.definition.connected_apps[0], org.credentials[user]
-    form = {
-        "grant_type": "password",
-        "client_id": app.consumer_key,
-        "client_secret": app.consumer_secret,
-        "username": credentials.username,
-        "password": credentials.password + credentials.security_token,
-    }
-    answer = httpx.post(f"{org.base_url}/services/oauth2/token", data=form, verify=tls(org))
-    return str(answer.raise_for_status().json()["access_token"])
-
-
 def create_lead(org: RunningOrg, user: str = "admin") -> str:
-    answer = httpx.post(
-        f"{org.base_url}/services/data/v59.0/sobjects/Lead",
-        json=sample_lead(),
-        headers={"Authorization": f"Bearer {token(org, user)}"},
-        verify=tls(org),
-    )
-    return str(answer.raise_for_status().json()["id"])
+    """A Lead created over REST by a user of the org (``integration``: as the sync's push writes)."""
+    return str(Salesforce(**org.salesforce_kwargs(user)).Lead.create(sample_lead())["id"])
 
 
 def watch_leads(org: RunningOrg, store: StateStore) -> Watching:
