@@ -1,11 +1,19 @@
-"""Each synced table is an Airflow Asset, so downstream DAGs can be scheduled on fresh data."""
+"""Each synced table is an Airflow Asset, so downstream DAGs can be scheduled on fresh data; an object with
+``events`` in the registry also has Assets whose watchers wake its DAG when something changed."""
 
 from __future__ import annotations
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetWatcher
+from airflow.triggers.base import BaseEventTrigger
 
-from sfsync.defaults import OBJECT_SCHEMA, WAREHOUSE_CONN_ID
-from sfsync.registry import SyncObject
+from sfsync.defaults import OBJECT_SCHEMA, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.events import (
+    SalesforceChangeEventTrigger,
+    WarehouseNotifyTrigger,
+    change_event_channel,
+    outbox_channel,
+)
+from sfsync.registry import SyncObject, SyncSettings
 
 
 def table_asset(entry: SyncObject) -> Asset:
@@ -14,4 +22,26 @@ def table_asset(entry: SyncObject) -> Asset:
         name=f"{OBJECT_SCHEMA}.{entry.table}",
         uri=f"postgres://{WAREHOUSE_CONN_ID}:5432/warehouse/{OBJECT_SCHEMA}/{entry.table}",
         group="sfsync",
+    )
+
+
+def wake_assets(entry: SyncObject, settings: SyncSettings) -> list[Asset]:
+    """The Assets that wake an object's DAG: its Salesforce change events, and for a bidirectional object
+    its warehouse edits (none without ``events``). Their events carry no data: the run reads the changes."""
+    if not entry.events:
+        return []
+    debounce = settings.events_debounce_seconds
+    changes = SalesforceChangeEventTrigger(SALESFORCE_CONN_ID, entry.sobject, debounce)
+    wakes = [_watched(f"salesforce{change_event_channel(entry.sobject)}", entry, "change_events", changes)]
+    if entry.direction == "bidirectional":
+        edits = WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, outbox_channel(entry.table), debounce)
+        wakes.append(_watched(f"sfsync.outbox.{entry.table}", entry, "warehouse_edits", edits))
+    return wakes
+
+
+def _watched(name: str, entry: SyncObject, kind: str, trigger: BaseEventTrigger) -> Asset:
+    return Asset(
+        name=name,
+        group="sfsync",
+        watchers=[AssetWatcher(name=f"{entry.table}_{kind}", trigger=trigger)],
     )

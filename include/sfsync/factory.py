@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
-from sfsync.assets import table_asset
+from sfsync.assets import table_asset, wake_assets
 from sfsync.defaults import DAG_DEFAULTS, FULL_LOAD_TIMEOUT
 from sfsync.registry import Registry, SyncObject, SyncSettings
 from sfsync.tasks import (
@@ -37,9 +39,14 @@ def build_sync_dag(entry: SyncObject, settings: SyncSettings) -> DAG:
         f"### Sync `{entry.sobject}` into `salesforce.{entry.table}`\n\n"
         f"On `{entry.schedule}`, pulls what changed by `{entry.cursor_field}`. {direction}"
     )
+    wakes = wake_assets(entry, settings)
+    if wakes:
+        direction += (
+            " Changes also start a run within seconds (events), the schedule staying as the safety net."
+        )
     with DAG(
         dag_id=entry.dag_id,
-        schedule=entry.schedule,
+        schedule=_schedule(entry.schedule, wakes),
         doc_md=doc,
         tags=["sfsync", entry.direction],
         **_with_timeout(DAG_DEFAULTS, settings.task_timeout_minutes),
@@ -97,6 +104,20 @@ def build_full_load_dag(registry: Registry) -> DAG:
         prepare_warehouse() >> slices
         copies >> hand_over()
     return dag
+
+
+def _schedule(cron: str, wakes: list[Asset]) -> str | AssetOrTimeSchedule:
+    """The cron alone, or the cron and any of the assets that wake the DAG.
+
+    The cron as a timetable is what Airflow makes of it alone (``CronTriggerTimetable`` in the DAG's UTC),
+    so runs without events stay the same. Asset-triggered runs wait while a run is active
+    (``max_active_runs``), and the next one consumes every event queued meanwhile: a burst runs once more.
+    """
+    if not wakes:
+        return cron
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=functools.reduce(operator.or_, wakes)
+    )
 
 
 def _with_timeout(defaults: dict[str, Any], minutes: float) -> dict[str, Any]:

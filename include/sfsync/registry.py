@@ -135,6 +135,10 @@ class SyncObject(BaseModel):
     conflicts: ConflictRules = ConflictRules()
     #: When the object's DAG runs: a cron expression or preset (runs never overlap).
     schedule: str = SYNC_SCHEDULE
+    #: Also run within seconds of a change, on events: Salesforce's change events for the object (Change
+    #: Data Capture must be enabled for it, and the integration user needs View All on it) and, for a
+    #: bidirectional object, warehouse edits. The schedule stays, as the safety net; runs never overlap.
+    events: bool = False
 
     @field_validator("schedule")
     @classmethod
@@ -243,6 +247,9 @@ class SyncSettings(BaseModel):
     errors_late: int = Field(default=1, ge=1)
     errors_failing: int = Field(default=100, ge=1)
     backlog_late_minutes: float = Field(default=30, gt=0)
+    #: An event-driven wake (registry ``events``) waits this long after the first change for the ones that
+    #: follow, so a burst of changes wakes its DAG once.
+    events_debounce_seconds: float = Field(default=2.0, ge=0, le=60)
     #: Run history (runs, decided conflicts, status-page actions) is kept this long; the sync prunes it.
     run_history_days: float = Field(default=30, gt=0)
     #: Alerts: when an object's lag or its open errors reach these, the notifier is called once, with a

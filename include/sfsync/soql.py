@@ -76,3 +76,8 @@ def first_created(sobject: str) -> str:
 def probe(sobject: str) -> str:
     """One record at most: the smallest query, whose answer carries the org's API usage."""
     return f"SELECT Id FROM {sobject} LIMIT 1"
+
+
+def user_id_query(username: str) -> str:
+    """The Id of the user with this username (the integration user's, whose own changes events skip)."""
+    return format_soql("SELECT Id FROM User WHERE Username = {}", username)

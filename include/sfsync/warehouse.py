@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -29,6 +29,19 @@ def connect(conn_id: str) -> psycopg.Connection:
     )  # psycopg 3 with SQLA 2
     conn.autocommit = True  # transactions are explicit (conn.transaction()), never implicit
     return conn
+
+
+def connect_args(conn_id: str) -> dict[str, Any]:
+    """The keyword arguments psycopg connects with for the Airflow connection ``conn_id``, built as
+    ``connect`` builds them (extras, IAM tokens): for a connection the hook does not open, such as the
+    asynchronous one a watcher listens on."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    class _Arguments(PostgresHook):
+        def _create_connection(self, conn_args: dict[str, Any]) -> Any:  # what get_conn would connect with
+            return conn_args
+
+    return cast(dict[str, Any], _Arguments(postgres_conn_id=conn_id).get_conn())
 
 
 def statement(name: str) -> sql.SQL:

@@ -1,0 +1,311 @@
+"""The watchers' triggers, driven as the triggerer drives them (``async for event in trigger.run()``): the
+NOTIFY trigger against the warehouse, the change-event trigger against a local org's Streaming API."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+from airflow.triggers.base import BaseEventTrigger
+from simple_salesforce import Salesforce
+
+from localorg.datadir import DB_FILE
+from localorg.orgdef import DEFAULT_ORG_FILE
+from localorg.testing import RunningOrg, running_org, sample_lead
+from sfsync import events, load, migrations, streaming, tables
+from sfsync.columns import Column
+from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.events import REPLAY_KEY, SalesforceChangeEventTrigger, WarehouseNotifyTrigger
+
+pytestmark = pytest.mark.integration
+
+DEBOUNCE = 0.4
+QUIET = DEBOUNCE + 1.0  # long enough for a wake that should not come
+COLUMNS = [
+    Column("Id", "id", "text", createable=False, updateable=False),
+    Column("IsDeleted", "isdeleted", "boolean", createable=False, updateable=False),
+    Column("SystemModstamp", "systemmodstamp", "timestamptz", createable=False, updateable=False),
+    Column("Title", "title", "text"),
+]
+
+
+class StateStore:
+    """Stands in for the triggerer's ``asset_state_store``: what it keeps survives a trigger's restart."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+class Watching:
+    """A trigger's run, its events queued as they come (the test never interrupts the trigger itself)."""
+
+    def __init__(self, trigger: BaseEventTrigger) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.task = asyncio.create_task(self._run(trigger))
+
+    async def _run(self, trigger: BaseEventTrigger) -> None:
+        async for event in trigger.run():
+            self.queue.put_nowait(event.payload)
+
+    async def next(self, timeout: float = 10) -> dict[str, Any]:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def nothing(self, seconds: float = QUIET) -> None:
+        await asyncio.sleep(seconds)
+        assert self.queue.empty(), self.queue.get_nowait()
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+# -- warehouse edits ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def conn(warehouse_url):
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        migrations.migrate(conn)
+        tables.ensure_table(conn, "lead", COLUMNS, True, "Lead")
+        tables.ensure_table(conn, "contact", COLUMNS, True, "Contact")
+        yield conn
+
+
+def listeners(conn: psycopg.Connection, channel: str) -> list[int]:
+    """The backends listening on ``channel`` (their last statement was its LISTEN)."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_stat_activity WHERE query = %s AND pid <> pg_backend_pid()",
+        [f'LISTEN "{channel}"'],
+    ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+async def listening(conn: psycopg.Connection, channel: str) -> int:
+    for _ in range(200):
+        if pids := await asyncio.to_thread(listeners, conn, channel):
+            return pids[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nobody listens on {channel}")
+
+
+def edit(conn: psycopg.Connection, statement: str) -> None:
+    conn.execute(statement)
+
+
+def test_warehouse_edits_wake_once_a_burst_and_the_syncs_own_writes_not_at_all(conn):
+    channel = events.outbox_channel("lead")
+
+    async def scenario() -> None:
+        watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE))
+        await listening(conn, channel)
+        for title in ("CEO", "CTO", "CFO"):  # three transactions: three notifications, one wake
+            await asyncio.to_thread(edit, conn, f"INSERT INTO salesforce.lead (title) VALUES ('{title}')")
+        assert await watching.next() == {"channel": channel, "notifications": 3}
+        await watching.nothing()
+        # One statement changing many rows notifies once, at commit.
+        await asyncio.to_thread(edit, conn, "UPDATE salesforce.lead SET title = 'VP'")
+        assert (await watching.next())["notifications"] == 1
+        # Edits of another table, rolled-back edits and the sync's own writes wake nothing.
+        await asyncio.to_thread(edit, conn, "INSERT INTO salesforce.contact (title) VALUES ('CEO')")
+        await asyncio.to_thread(rolled_back, conn)
+        await asyncio.to_thread(sync_writes, conn)
+        await watching.nothing()
+        await watching.stop()
+
+    asyncio.run(scenario())
+    assert conn.execute("SELECT count(*) FROM sfsync.outbox WHERE sobject = 'Lead'").fetchone() == (6,)
+
+
+def rolled_back(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+        conn.execute("INSERT INTO salesforce.lead (title) VALUES ('gone')")
+        conn.execute("SELECT 1/0")
+
+
+def sync_writes(conn: psycopg.Connection) -> None:
+    names = [c.name for c in COLUMNS]
+    load.create_staging(conn, "lead", "stage__t", names)
+    load.copy_rows(conn, "stage__t", names, [("00Q1", False, "2025-03-01T12:00:00Z", "COO")])
+    with conn.transaction():
+        load.merge_staged(conn, "lead", "stage__t", names)
+
+
+def test_a_dropped_listener_reconnects_and_wakes_once(conn, monkeypatch, capfd):
+    monkeypatch.setattr(events, "RETRY_SECONDS", 0.2)
+    channel = events.outbox_channel("lead")
+
+    async def scenario() -> None:
+        watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE))
+        pid = await listening(conn, channel)
+        await asyncio.to_thread(edit, conn, f"SELECT pg_terminate_backend({pid})")
+        # Edits while nobody listens are never notified: the listener wakes the DAG once it is back.
+        assert await watching.next() == {"channel": channel, "notifications": 0}
+        assert await listening(conn, channel) != pid
+        await watching.nothing()
+        await asyncio.to_thread(edit, conn, "INSERT INTO salesforce.lead (title) VALUES ('CEO')")
+        assert (await watching.next())["notifications"] == 1
+        await watching.stop()
+
+    asyncio.run(scenario())
+    logged = "".join(capfd.readouterr())  # the trigger's log, as Airflow writes it
+    assert f"listening on {channel} failed (OperationalError: " in logged
+    assert f"Listening on {channel} again" in logged
+
+
+# -- Salesforce change events ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOrg]:
+    """An org whose integration user has View All on Lead (so it may read its change events), holding an
+    idle /meta/connect 2 s (Salesforce: 110 s); ``salesforce_default`` is its integration user."""
+    definition = yaml.safe_load(DEFAULT_ORG_FILE.read_text())
+    integration = next(p for p in definition["profiles"] if p["name"] == "Integration User")
+    integration["view_all_objects"] = ["Lead"]
+    data_dir = tmp_path_factory.mktemp("events")
+    org_file = data_dir / "org.yaml"
+    org_file.write_text(yaml.safe_dump(definition))
+    with (
+        running_org(data_dir / "org", org_file=org_file, streaming_timeout_ms=2000) as running,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setenv("REQUESTS_CA_BUNDLE", str(running.ca_file))
+        mp.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", running.airflow_conn_json("integration"))
+        create_lead(running)  # a first change event to replay from
+        yield running
+
+
+def tls(org: RunningOrg) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(org.ca_file))
+
+
+def create_lead(org: RunningOrg, user: str = "admin") -> str:
+    """A Lead created over REST by a user of the org (``integration``: as the sync's push writes)."""
+    return str(Salesforce(**org.salesforce_kwargs(user)).Lead.create(sample_lead())["id"])
+
+
+def watch_leads(org: RunningOrg, store: StateStore) -> Watching:
+    """The trigger of Lead's change events; with nothing stored, from the org's latest event, so a change
+    made while it subscribes is replayed to it (-1 would read only what comes after its subscription)."""
+    store.values.setdefault(REPLAY_KEY, latest_replay_id(org))
+    trigger = SalesforceChangeEventTrigger(SALESFORCE_CONN_ID, "Lead", DEBOUNCE)
+    trigger.asset_state_store = store  # type: ignore[attr-defined]  # as the triggerer injects it
+    return Watching(trigger)
+
+
+async def woken(org: RunningOrg, watching: Watching) -> None:
+    """A lead created now wakes the trigger."""
+    await asyncio.to_thread(create_lead, org)
+    assert (await watching.next())["changes"] == 1
+
+
+def latest_replay_id(org: RunningOrg) -> int:
+    with sqlite3.connect(org.data_dir / DB_FILE) as db:
+        return int(db.execute("SELECT MAX(replay_id) FROM _change_events").fetchone()[0])
+
+
+def test_salesforce_changes_wake_once_a_burst_and_the_replay_id_is_kept(org):
+    store = StateStore()
+
+    async def scenario() -> None:
+        watching = watch_leads(org, store)
+        for _ in range(3):
+            await asyncio.to_thread(create_lead, org)
+        assert await watching.next() == {"channel": "/data/LeadChangeEvent", "changes": 3}
+        await watching.nothing()
+        await watching.stop()
+
+    asyncio.run(scenario())
+    assert store.values == {REPLAY_KEY: latest_replay_id(org)}
+
+
+def test_the_integration_users_own_writes_wake_nothing(org):
+    async def scenario() -> None:
+        watching = watch_leads(org, StateStore())
+        await asyncio.to_thread(create_lead, org, "integration")  # as the push writes
+        await watching.nothing()
+        await asyncio.to_thread(create_lead, org, "integration")
+        await asyncio.to_thread(create_lead, org, "admin")
+        assert (await watching.next())["changes"] == 1, "only the admin's change counts"
+        await watching.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_restart_continues_from_the_stored_replay_id(org):
+    store = StateStore()
+
+    async def scenario() -> None:
+        watching = watch_leads(org, store)
+        await woken(org, watching)
+        await watching.stop()
+        await asyncio.to_thread(create_lead, org)  # while the trigger is down
+        again = watch_leads(org, store)
+        assert (await again.next())["changes"] == 1, "the change made while down wakes the DAG"
+        await again.nothing()
+        await again.stop()
+
+    asyncio.run(scenario())
+    assert store.values[REPLAY_KEY] == latest_replay_id(org)
+
+
+def test_a_replay_id_salesforce_no_longer_keeps_wakes_at_once_then_new_events(org, capfd):
+    store = StateStore()
+    store.values[REPLAY_KEY] = 10**9  # never given (as one past its 72 hours)
+
+    async def scenario() -> None:
+        watching = watch_leads(org, store)
+        assert await watching.next() == {"channel": "/data/LeadChangeEvent", "changes": 1}
+        await woken(org, watching)
+        await watching.stop()
+
+    asyncio.run(scenario())
+    logged = "".join(capfd.readouterr())
+    assert "Salesforce no longer has replay id 1000000000: reading new events only" in logged
+    assert store.values[REPLAY_KEY] == latest_replay_id(org)
+
+
+def test_a_forgotten_client_handshakes_again_and_an_invalid_session_logs_in_again(org, monkeypatch):
+    sessions: list[streaming.Session] = []
+    session_from = streaming.session_from
+
+    def recorded(sf: Any) -> streaming.Session:
+        sessions.append(session_from(sf))
+        return sessions[-1]
+
+    monkeypatch.setattr(streaming, "session_from", recorded)
+
+    async def scenario() -> None:
+        watching = watch_leads(org, StateStore())
+        await woken(org, watching)
+        fault = {"kind": "unknown_client", "route": "^/cometd/", "count": 1}
+        assert (await asyncio.to_thread(org.admin, "faults", fault))[0] == 200
+        await asyncio.sleep(2.5)  # the held connect ends; the next one meets 403::Unknown client
+        assert (await asyncio.to_thread(org.admin, "faults", None, "GET"))[1]["rules"] == []  # type: ignore[index]
+        await woken(org, watching)
+        assert len(sessions) == 1, "a new handshake, in the same session"
+        revoke = f"{org.base_url}/services/oauth2/revoke"
+        form = {"token": sessions[0].token}
+        await asyncio.to_thread(lambda: httpx.post(revoke, data=form, verify=tls(org)))
+        await asyncio.sleep(2.5)  # the held connect ends; the next one meets 401::Authentication invalid
+        await woken(org, watching)
+        assert len(sessions) == 2, "logged in again"
+        await watching.stop()
+
+    started = time.monotonic()
+    asyncio.run(scenario())
+    assert time.monotonic() - started < 20
