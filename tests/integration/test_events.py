@@ -112,8 +112,7 @@ def test_warehouse_edits_wake_once_a_burst_and_the_syncs_own_writes_not_at_all(c
     async def scenario() -> None:
         watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE))
         await listening(conn, channel)
-        for title in ("CEO", "CTO", "CFO"):  # three transactions: three notifications, one wake
-            await asyncio.to_thread(edit, conn, f"INSERT INTO salesforce.lead (title) VALUES ('{title}')")
+        await asyncio.to_thread(three_edits, conn)
         assert await watching.next() == {"channel": channel, "notifications": 3}
         await watching.nothing()
         # One statement changing many rows notifies once, at commit.
@@ -128,6 +127,12 @@ def test_warehouse_edits_wake_once_a_burst_and_the_syncs_own_writes_not_at_all(c
 
     asyncio.run(scenario())
     assert conn.execute("SELECT count(*) FROM sfsync.outbox WHERE sobject = 'Lead'").fetchone() == (6,)
+
+
+def three_edits(conn: psycopg.Connection) -> None:
+    """Three transactions, one after another (three notifications, within one debounce: one wake)."""
+    for title in ("CEO", "CTO", "CFO"):
+        conn.execute(f"INSERT INTO salesforce.lead (title) VALUES ('{title}')")
 
 
 def rolled_back(conn: psycopg.Connection) -> None:
@@ -198,6 +203,15 @@ def create_lead(org: RunningOrg, user: str = "admin") -> str:
     return str(Salesforce(**org.salesforce_kwargs(user)).Lead.create(sample_lead())["id"])
 
 
+def create_leads(org: RunningOrg, count: int) -> None:
+    """``count`` Leads created by the admin in one sObject Collections call (one transaction)."""
+    records = [{"attributes": {"type": "Lead"}, **sample_lead()} for _ in range(count)]
+    answers = Salesforce(**org.salesforce_kwargs("admin")).restful(
+        "composite/sobjects", method="POST", json={"allOrNone": True, "records": records}
+    )
+    assert all(answer["success"] for answer in answers), answers
+
+
 def watch_leads(org: RunningOrg, store: StateStore) -> Watching:
     """The trigger of Lead's change events; with nothing stored, from the org's latest event, so a change
     made while it subscribes is replayed to it (-1 would read only what comes after its subscription)."""
@@ -223,8 +237,9 @@ def test_salesforce_changes_wake_once_a_burst_and_the_replay_id_is_kept(org):
 
     async def scenario() -> None:
         watching = watch_leads(org, store)
-        for _ in range(3):
-            await asyncio.to_thread(create_lead, org)
+        # One call of three records: their events come together whatever the machine's load (three
+        # calls could take longer than the debounce between them).
+        await asyncio.to_thread(create_leads, org, 3)
         assert await watching.next() == {"channel": "/data/LeadChangeEvent", "changes": 3}
         await watching.nothing()
         await watching.stop()
