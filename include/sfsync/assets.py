@@ -6,7 +6,7 @@ from __future__ import annotations
 from airflow.sdk import Asset, AssetWatcher
 from airflow.triggers.base import BaseEventTrigger
 
-from sfsync.defaults import OBJECT_SCHEMA, SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.defaults import OBJECT_SCHEMA, SALESFORCE_EVENTS_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.events import (
     SalesforceChangeEventTrigger,
     WarehouseNotifyTrigger,
@@ -31,7 +31,7 @@ def wake_assets(entry: SyncObject, settings: SyncSettings) -> list[Asset]:
     if not entry.events:
         return []
     debounce = settings.events_debounce_seconds
-    changes = SalesforceChangeEventTrigger(SALESFORCE_CONN_ID, entry.sobject, debounce)
+    changes = SalesforceChangeEventTrigger(SALESFORCE_EVENTS_CONN_ID, entry.sobject, debounce)
     wakes = [_watched(f"salesforce{change_event_channel(entry.sobject)}", entry, "change_events", changes)]
     if entry.direction == "bidirectional":
         edits = WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, outbox_channel(entry.table), debounce)

@@ -9,6 +9,11 @@ import pendulum
 
 SALESFORCE_CONN_ID = "salesforce_default"
 WAREHOUSE_CONN_ID = "marketing_warehouse"
+#: Optional: the user that subscribes to change events. Salesforce lets only a user with "View All" on an
+#: object read its change events, and that permission also lifts sharing: the sync's own user may well lack
+#: it. The events only wake a DAG (nothing in them is kept), so this user never widens what is synced.
+#: Undefined, ``salesforce_default`` subscribes.
+SALESFORCE_EVENTS_CONN_ID = "salesforce_events"
 #: Caps concurrent Salesforce calls across all object DAGs; size it to the org's concurrency budget.
 SALESFORCE_POOL = "salesforce_api"
 

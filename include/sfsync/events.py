@@ -37,6 +37,20 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
 _RECONNECTED = "reconnected"  # the listener is back: edits may have come while nobody listened
 
 
+def _defined_or_sync(conn_id: str) -> str:
+    """``conn_id`` if that connection is defined, else the sync's own (``salesforce_default``)."""
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
+
+    from sfsync.defaults import SALESFORCE_CONN_ID
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return SALESFORCE_CONN_ID
+    return conn_id
+
+
 def outbox_channel(table: str) -> str:
     """The channel the capture notifies for a table (``sql/migrations/0015_outbox_notify.sql``)."""
     return f"sfsync_outbox_{table}"
@@ -159,7 +173,7 @@ class SalesforceChangeEventTrigger(_Watcher):
         from sfsync.salesforce import Salesforce
         from sfsync.streaming import session_from
 
-        session = await asyncio.to_thread(lambda: session_from(Salesforce(self.conn_id)))
+        session = await asyncio.to_thread(lambda: session_from(Salesforce(_defined_or_sync(self.conn_id))))
         self._user_id = session.user_id
         return session
 

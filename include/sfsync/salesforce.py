@@ -88,9 +88,10 @@ class Salesforce:
         self.hook = SalesforceHook(salesforce_conn_id=conn_id, session=session)
         self.client = self.hook.get_conn()
 
-    def user_id(self) -> str:
-        """The Id of the user this client logged in as (one query)."""
-        username = self.hook.get_connection(self.hook.conn_id).login or ""
+    def user_id(self, conn_id: str | None = None) -> str:
+        """The Id of the user that ``conn_id``'s connection logs in as, by default this client's (one
+        query)."""
+        username = self.hook.get_connection(conn_id or self.hook.conn_id).login or ""
         return str(self.client.query(soql.user_id_query(username))["records"][0]["Id"])
 
     def describe(self, sobject: str) -> dict[str, Any]:

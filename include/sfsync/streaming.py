@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 
+from sfsync.defaults import SALESFORCE_CONN_ID
+
 if TYPE_CHECKING:
     from sfsync.salesforce import Salesforce
 
@@ -105,7 +107,8 @@ def session_from(sf: Salesforce) -> Session:
     if isinstance(verify, str):
         verify = ssl.create_default_context(cafile=verify)
     instance = f"https://{client.sf_instance}"
-    return Session(instance, client.session_id, str(client.sf_version), sf.user_id(), verify)
+    sync_user = sf.user_id(SALESFORCE_CONN_ID)  # whose changes are the sync's own, whoever subscribes
+    return Session(instance, client.session_id, str(client.sf_version), sync_user, verify)
 
 
 class _LoginAgain(Exception):

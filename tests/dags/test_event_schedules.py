@@ -12,7 +12,7 @@ from airflow.sdk.definitions.timetables.assets import AssetOrTimeSchedule
 from airflow.serialization.serialized_objects import DagSerialization
 from airflow.triggers.base import BaseEventTrigger
 
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.defaults import SALESFORCE_EVENTS_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.events import change_event_channel
 from sfsync.factory import build_sync_dag
 from sfsync.registry import SyncObject, SyncSettings, load_registry
@@ -34,7 +34,7 @@ def test_a_bidirectional_object_wakes_on_change_events_or_warehouse_edits():
     assert set(triggers) == {"salesforce/data/LeadChangeEvent", "sfsync.outbox.lead"}
     assert triggers["salesforce/data/LeadChangeEvent"].serialize() == (
         "sfsync.events.SalesforceChangeEventTrigger",
-        {"conn_id": SALESFORCE_CONN_ID, "sobject": "Lead", "debounce": 1.5},
+        {"conn_id": SALESFORCE_EVENTS_CONN_ID, "sobject": "Lead", "debounce": 1.5},
     )
     assert triggers["sfsync.outbox.lead"].serialize() == (
         "sfsync.events.WarehouseNotifyTrigger",

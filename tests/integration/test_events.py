@@ -22,7 +22,7 @@ from localorg.orgdef import DEFAULT_ORG_FILE
 from localorg.testing import RunningOrg, running_org, sample_lead
 from sfsync import events, load, migrations, streaming, tables
 from sfsync.columns import Column
-from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_EVENTS_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.events import REPLAY_KEY, SalesforceChangeEventTrigger, WarehouseNotifyTrigger
 
 pytestmark = pytest.mark.integration
@@ -246,6 +246,31 @@ def test_salesforce_changes_wake_once_a_burst_and_the_replay_id_is_kept(org):
 
     asyncio.run(scenario())
     assert store.values == {REPLAY_KEY: latest_replay_id(org)}
+
+
+def test_a_subscriber_with_view_all_wakes_the_dag_for_an_integration_user_without_it(tmp_path, monkeypatch):
+    """Salesforce refuses an object's change events to a user without View All on it (the default org's
+    integration user): ``salesforce_events`` names one who has it (the admin), only to wake the DAG; the
+    changes the integration user made still wake nothing."""
+    with running_org(tmp_path / "org", streaming_timeout_ms=2000) as default_org:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(default_org.ca_file))
+        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", default_org.airflow_conn_json("integration"))
+        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_EVENTS", default_org.airflow_conn_json("admin"))
+        create_lead(default_org)  # a first change event to replay from
+
+        async def scenario() -> None:
+            store = StateStore()
+            store.values[REPLAY_KEY] = latest_replay_id(default_org)
+            trigger = SalesforceChangeEventTrigger(SALESFORCE_EVENTS_CONN_ID, "Lead", DEBOUNCE)
+            trigger.asset_state_store = store  # type: ignore[attr-defined]  # as the triggerer injects it
+            watching = Watching(trigger)
+            await asyncio.to_thread(create_lead, default_org, "integration")  # as the push writes
+            await watching.nothing()
+            await asyncio.to_thread(create_lead, default_org, "admin")
+            assert await watching.next() == {"channel": "/data/LeadChangeEvent", "changes": 1}
+            await watching.stop()
+
+        asyncio.run(scenario())
 
 
 def test_the_integration_users_own_writes_wake_nothing(org):

@@ -5,7 +5,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_POOL, WAREHOUSE_CONN_ID
+from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_EVENTS_CONN_ID, SALESFORCE_POOL, WAREHOUSE_CONN_ID
 from sfsync_dev.airflow_settings import load_settings, read_settings
 from sfsync_dev.embedded import EmbeddedWarehouse
 
@@ -32,12 +32,12 @@ def test_embedded_warehouse_starts_reuses_and_keeps_its_data(tmp_path, unused_po
 
 def test_committed_settings_hold_local_defaults_only():
     settings = read_settings(SETTINGS)
-    assert {c.conn_id for c in settings.connections} == {SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID}
+    salesforce_ids = {SALESFORCE_CONN_ID, SALESFORCE_EVENTS_CONN_ID}
+    assert {c.conn_id for c in settings.connections} == salesforce_ids | {WAREHOUSE_CONN_ID}
     assert [p.pool_name for p in settings.pools] == [SALESFORCE_POOL]
-    salesforce = next(c for c in settings.connections if c.conn_id == SALESFORCE_CONN_ID)
-    assert salesforce.conn_login.endswith("@localorg.test") and salesforce.conn_extra["domain"].startswith(
-        "127."
-    )
+    for salesforce in (c for c in settings.connections if c.conn_id in salesforce_ids):
+        assert salesforce.conn_login.endswith("@localorg.test"), salesforce.conn_id
+        assert salesforce.conn_extra["domain"].startswith("127."), salesforce.conn_id
     warehouse = next(c for c in settings.connections if c.conn_id == WAREHOUSE_CONN_ID)
     assert (warehouse.conn_host, warehouse.conn_port) == ("127.0.0.1", 54329)
 
