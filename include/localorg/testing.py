@@ -15,10 +15,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from .admin import admin_token
 from .connection import Connection, ensure_certificates, refresh_tokens
@@ -85,6 +88,25 @@ class RunningOrg:
 def sample_lead(**fields: object) -> dict[str, object]:
     """A Lead body that passes the org's validation (required fields and the Email-or-Phone rule)."""
     return {"LastName": "Lovelace", "Company": "Analytical Engines", "Email": "ada@example.com", **fields}
+
+
+def changed_org_file(path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """The default org definition with ``change(document)`` applied, written to ``path`` (for
+    ``running_org(org_file=...)``)."""
+    document = yaml.safe_load(DEFAULT_ORG_FILE.read_text())
+    change(document)
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def view_all(objects: list[str]) -> Callable[[dict[str, Any]], None]:
+    """A change giving the integration user "View All" on ``objects`` (which change events need)."""
+
+    def change(document: dict[str, Any]) -> None:
+        integration = next(p for p in document["profiles"] if p["name"] == "Integration User")
+        integration["view_all_objects"] = objects
+
+    return change
 
 
 def next_second() -> None:

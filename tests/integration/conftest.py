@@ -10,12 +10,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
 from airflow.models import DagBag
 from airflow.utils.state import DagRunState
 from simple_salesforce import Salesforce
 
-from localorg.testing import DEFAULT_ORG_FILE, running_org
+from localorg.testing import changed_org_file, running_org
 from sfsync.registry import DEFAULT_REGISTRY, load_registry
 
 
@@ -102,14 +101,7 @@ def org_definition(tmp_path):
     """``org_definition(change)``: the default org definition with ``change(document)`` applied, as a file
     for ``private_org``."""
 
-    def write(change) -> Path:
-        document = yaml.safe_load(DEFAULT_ORG_FILE.read_text())
-        change(document)
-        path = tmp_path / "org.yaml"
-        path.write_text(yaml.safe_dump(document))
-        return path
-
-    return write
+    return lambda change: changed_org_file(tmp_path / "org.yaml", change)
 
 
 def assert_table_matches_org(sf: Salesforce, warehouse_url: str, sobject: str) -> int:

@@ -13,13 +13,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import yaml
 from airflow.triggers.base import BaseEventTrigger
 from simple_salesforce import Salesforce
 
 from localorg.datadir import DB_FILE
-from localorg.orgdef import DEFAULT_ORG_FILE
-from localorg.testing import RunningOrg, running_org, sample_lead
+from localorg.testing import RunningOrg, changed_org_file, running_org, sample_lead, view_all
 from sfsync import events, load, migrations, streaming, tables
 from sfsync.columns import Column
 from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_EVENTS_CONN_ID, WAREHOUSE_CONN_ID
@@ -178,12 +176,8 @@ def test_a_dropped_listener_reconnects_and_wakes_once(conn, monkeypatch, capfd):
 def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOrg]:
     """An org whose integration user has View All on Lead (so it may read its change events), holding an
     idle /meta/connect 2 s (Salesforce: 110 s); ``salesforce_default`` is its integration user."""
-    definition = yaml.safe_load(DEFAULT_ORG_FILE.read_text())
-    integration = next(p for p in definition["profiles"] if p["name"] == "Integration User")
-    integration["view_all_objects"] = ["Lead"]
     data_dir = tmp_path_factory.mktemp("events")
-    org_file = data_dir / "org.yaml"
-    org_file.write_text(yaml.safe_dump(definition))
+    org_file = changed_org_file(data_dir / "org.yaml", view_all(["Lead"]))
     with (
         running_org(data_dir / "org", org_file=org_file, streaming_timeout_ms=2000) as running,
         pytest.MonkeyPatch.context() as mp,

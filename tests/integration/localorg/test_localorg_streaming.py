@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from aiosfstream_ng import Client
 from aiosfstream_ng.auth import AuthenticatorBase
 from aiosfstream_ng.exceptions import ServerError
@@ -20,8 +19,7 @@ from aiosfstream_ng.replay import ReplayMarker, ReplayOption
 
 from localorg.changes import RETENTION_MS
 from localorg.datadir import DB_FILE
-from localorg.orgdef import DEFAULT_ORG_FILE
-from localorg.testing import RunningOrg, running_org, sample_lead
+from localorg.testing import RunningOrg, changed_org_file, running_org, sample_lead, view_all
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +31,8 @@ LEADS = "/data/LeadChangeEvent"
 def org(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOrg]:
     """An org whose integration user has View All on Lead (so it may subscribe to its change events) but
     still cannot see Lead.Internal_Rating__c; sales@ has neither View All nor View All Data."""
-    definition = yaml.safe_load(DEFAULT_ORG_FILE.read_text())
-    integration = next(p for p in definition["profiles"] if p["name"] == "Integration User")
-    integration["view_all_objects"] = ["Lead"]
     data_dir = tmp_path_factory.mktemp("streaming")
-    org_file = data_dir / "org.yaml"
-    org_file.write_text(yaml.safe_dump(definition))
+    org_file = changed_org_file(data_dir / "org.yaml", view_all(["Lead"]))
     with running_org(data_dir / "org", org_file=org_file, streaming_timeout_ms=TIMEOUT_MS) as running:
         yield running
 
