@@ -136,8 +136,9 @@ class SyncObject(BaseModel):
     #: When the object's DAG runs: a cron expression or preset (runs never overlap).
     schedule: str = SYNC_SCHEDULE
     #: Also run within seconds of a change, on events: Salesforce's change events for the object (Change
-    #: Data Capture must be enabled for it, and the integration user needs View All on it) and, for a
-    #: bidirectional object, warehouse edits. The schedule stays, as the safety net; runs never overlap.
+    #: Data Capture must be enabled for it, and the subscribing user, ``salesforce_events`` or else
+    #: ``salesforce_default``, needs View All on it) and, for a bidirectional object, warehouse edits. The
+    #: schedule stays, as the safety net; runs never overlap.
     events: bool = False
 
     @field_validator("schedule")

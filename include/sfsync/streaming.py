@@ -37,7 +37,8 @@ REQUEST_SECONDS = 30.0
 MAX_HANDSHAKES = 3
 #: Why Salesforce refuses a subscription, in words an operator can act on.
 _SUBSCRIBE_HINTS = {
-    403: "the integration user needs View All on the object (or View All Data) to read its change events",
+    403: "the subscribing user (salesforce_events, else salesforce_default) needs View All on the object"
+    " (or View All Data)",
     400: "is Change Data Capture enabled for this object in Setup?",
 }
 

@@ -61,7 +61,11 @@ def test_what_a_failed_reply_makes_the_client_do(reply, decision):
 
 
 def test_a_refused_subscription_says_what_to_fix():
-    with pytest.raises(StreamingError, match=r"403::Forbidden \(the integration user needs View All"):
+    with pytest.raises(
+        StreamingError,
+        match=r"403::Forbidden \(the subscribing user \(salesforce_events, else salesforce_default\)"
+        r" needs View All",
+    ):
         streaming._raise_for({"error": "403::Forbidden"}, "refused", streaming._SUBSCRIBE_HINTS)
 
 
