@@ -34,6 +34,7 @@ from .store import Org, User
 from .usage import DELIVERED_EVENTS_LIMIT
 
 CONNECT_TIMEOUT_MS = 110_000  # Salesforce holds an idle /meta/connect this long (its advice.timeout)
+OTHER_WRITERS_SECONDS = 1.0  # how often a held connect looks for events other processes published
 CLIENT_TIMEOUT_SECONDS = 40.0  # a client that does not reconnect within this is forgotten
 MIN_VERSION = 37
 ALL_CHANGES = "/data/ChangeEvents"
@@ -220,9 +221,7 @@ class Streaming:
             client.holding = True
             client.woken.clear()
             try:
-                await asyncio.wait_for(client.woken.wait(), hold / 1000)
-            except TimeoutError:
-                pass
+                await self._hold(client, hold / 1000)
             finally:
                 client.holding = False
             client, refused = await run_in_threadpool(self._client, message, token)
@@ -233,6 +232,20 @@ class Streaming:
         client.seen = time.monotonic()
         advice = {"interval": 0, "timeout": self.timeout_ms, "reconnect": "retry"}
         return [*events, {**reply, "successful": True, "advice": advice}]
+
+    async def _hold(self, client: _Client, seconds: float) -> None:
+        """Until the client is woken, an event is published by another process on the org's data (the
+        ``activity`` mode, a seeding script: their commits call no listener here), or ``seconds`` pass."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        latest = await run_in_threadpool(self.org.changes.latest)
+        while (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(client.woken.wait(), min(left, OTHER_WRITERS_SECONDS))
+                return
+            except TimeoutError:
+                if await run_in_threadpool(self.org.changes.latest) != latest:
+                    return
 
     def _pending(self, client: _Client) -> list[dict[str, Any]]:
         """The event messages for the client's subscriptions since it last got them, as it may see them."""

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -296,6 +300,29 @@ def test_a_held_connect_answers_when_an_event_is_published(org: RunningOrg) -> N
     elapsed, replies = asyncio.run(scenario())
     assert elapsed < TIMEOUT_MS / 1000 - 0.5
     assert [r["channel"] for r in replies] == [LEADS, "/meta/connect"]
+
+
+def test_a_held_connect_answers_when_another_process_publishes(tmp_path: Path) -> None:
+    """``localorg activity`` writes to the org's store from its own process (as ``make run`` does): its events
+    reach a connect held for 25 s within seconds, not at the hold's end."""
+    org_file = changed_org_file(tmp_path / "org.yaml", view_all(["Lead"]))
+    with running_org(tmp_path / "org", org_file=org_file, streaming_timeout_ms=25_000) as org:
+        session = token(org, "admin")
+        client_id = handshake(org, session)
+        connect = {"channel": "/meta/connect", "clientId": client_id, "connectionType": "long-polling"}
+        subscribe = {"channel": "/meta/subscribe", "clientId": client_id, "subscription": LEADS}
+        bayeux(org, session, connect, subscribe)
+        activity = [sys.executable, "-m", "localorg", "activity", "--data", str(org.data_dir)]
+        activity += ["--org", str(org_file), "--rate", "50", "--duration", "2"]
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(bayeux, org, session, connect)
+            time.sleep(0.5)
+            started = time.monotonic()
+            with subprocess.Popen(activity, stdout=subprocess.DEVNULL):
+                replies = held.result(timeout=90).json()
+            elapsed = time.monotonic() - started
+    assert [r for r in replies if r["channel"] == LEADS], replies
+    assert elapsed < 15  # the activity starts and runs for 2 s; the hold would have lasted 25 s
 
 
 def test_unknown_client_and_rehandshake(org: RunningOrg) -> None:
