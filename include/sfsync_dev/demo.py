@@ -28,15 +28,17 @@ UI = "http://localhost:8080"
 STATUS_PAGE = f"{UI}/plugin/salesforce-sync"  # the plugin's page, inside the Airflow UI
 
 
-def airflow_environment() -> dict[str, str]:
-    """The environment every Airflow process of the demo runs with."""
+def airflow_environment(home: Path = AIRFLOW_HOME, ca_file: Path | None = None) -> dict[str, str]:
+    """The environment every Airflow process of the demo runs with (``home``: its AIRFLOW_HOME; ``ca_file``:
+    the local org's CA, by default the demo org's)."""
     from localorg.connection import ensure_certificates
 
-    ca_file, _ = ensure_certificates(ORG_DIR)
+    if ca_file is None:
+        ca_file, _ = ensure_certificates(ORG_DIR)
     return os.environ | {
         # standalone starts its components as `airflow ...` commands: they must come from this environment.
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -47,19 +49,25 @@ def airflow_environment() -> dict[str, str]:
     }
 
 
-def _airflow(env: dict[str, str], *args: str) -> None:
+def airflow(env: dict[str, str], *args: str) -> None:
     subprocess.run([sys.executable, "-m", "airflow", *args], env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def wait_for_ui(standalone: subprocess.Popen[bytes], ui: str = UI) -> bool:
+    """Whether the UI at ``ui`` answered before ``standalone`` ended."""
+    while standalone.poll() is None:
+        try:
+            urllib.request.urlopen(f"{ui}/api/v2/version", timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(1)
+    return False
 
 
 def _print_login(standalone: subprocess.Popen[bytes]) -> None:
     """Once the UI answers, print where it and the sync's status page are and how to log in (standalone
     generates the password)."""
-    while standalone.poll() is None:
-        try:
-            urllib.request.urlopen(f"{UI}/api/v2/version", timeout=2).close()
-            break
-        except OSError:
-            time.sleep(1)
+    wait_for_ui(standalone)
     passwords = AIRFLOW_HOME / "simple_auth_manager_passwords.json.generated"
     for user, password in json.loads(passwords.read_text() if passwords.exists() else "{}").items():
         print(
@@ -69,7 +77,7 @@ def _print_login(standalone: subprocess.Popen[bytes]) -> None:
         )
 
 
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
+def stop_group(process: subprocess.Popen[bytes]) -> None:
     """Interrupt the process group of ``process``, then kill what is left of it after a grace period."""
     try:
         os.killpg(process.pid, signal.SIGINT)
@@ -106,7 +114,7 @@ def main() -> int:
     standalone = None
     try:
         AIRFLOW_HOME.mkdir(exist_ok=True)
-        _airflow(env, "db", "migrate")
+        airflow(env, "db", "migrate")
         subprocess.run(
             [
                 sys.executable,
@@ -127,7 +135,7 @@ def main() -> int:
     finally:
         for process in (standalone, activity, org):
             if process is not None:
-                _stop_group(process)
+                stop_group(process)
         warehouse.stop()
         print("demo stopped; its data stays in .sfsync and .airflow for the next run", flush=True)
 
