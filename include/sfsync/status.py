@@ -1,9 +1,11 @@
 """The sync's health as its users see it: per object, per run and org-wide, with the actions they may take.
 
 Read by the status page (``sfsync.ui``) and its JSON and Prometheus endpoints. It reads the bookkeeping
-that ``state`` writes and writes only what users do here: an error retried now or dismissed, and each
-action, with who did it and when (``sfsync.actions``). An object's health says which threshold of the
-registry's settings it passed: late (amber), then failing (red).
+that ``state`` writes, and what the event watchers say of themselves (``watchers``), and writes only what
+users do here: an error retried now or dismissed, and each action, with who did it and when
+(``sfsync.actions``). An object's health says which threshold of the registry's settings it passed: late
+(amber), then failing (red); an object with events whose watcher fails or is silent is late too, as it
+syncs on its schedule alone.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from sfsync import budget, state
-from sfsync.defaults import FULL_LOAD_TIMEOUT
+from sfsync.defaults import FULL_LOAD_TIMEOUT, SYNC_SCHEDULE
 from sfsync.registry import Registry, SyncObject, SyncSettings
 from sfsync.warehouse import statement
+from sfsync.watchers import CHANGE_EVENTS, FOLLOWING, SILENT_SECONDS, WAREHOUSE_EDITS, sources
+from sfsync.watchers import FAILING as WATCHER_FAILING
 
 HEALTHY, LATE, FAILING = "healthy", "late", "failing"
 #: What a run's status says, in its users' words.
@@ -32,6 +37,10 @@ FAILED = frozenset({"failed", "abandoned"})
 RECENT = 50
 #: Time buckets of the charts, by the days they cover.
 BUCKETS = {1: timedelta(hours=1), 7: timedelta(hours=6)}
+#: A watcher no triggerer runs (it was not heard from for SILENT_SECONDS, or never).
+NOT_RUNNING = "not running"
+#: What each watcher follows, in words.
+WATCHED = {CHANGE_EVENTS: "Salesforce change events", WAREHOUSE_EDITS: "warehouse edits"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,20 @@ class FullLoadProgress:
 
 
 @dataclasses.dataclass(frozen=True)
+class WatcherStatus:
+    """One event watcher of an object, as it last recorded itself (``sfsync.watchers``)."""
+
+    source: str  # change_events | warehouse_edits
+    state: str  # following | failing | not running
+    since: datetime | None  # when it began following or failing
+    error: str | None  # its last error, in words (kept once it follows again)
+    retry_at: datetime | None  # when a failing watcher tries again
+    woken_at: datetime | None
+    wakes: int
+    checked_at: datetime | None  # when it was last heard from
+
+
+@dataclasses.dataclass(frozen=True)
 class ObjectStatus:
     sobject: str
     table: str
@@ -70,6 +93,7 @@ class ObjectStatus:
     open_errors: int
     full_load: FullLoadProgress | None
     api_calls_24h: int = 0
+    watchers: tuple[WatcherStatus, ...] = ()  # objects with events: what wakes their DAG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,14 +272,36 @@ def record_action(
     )
 
 
+def watcher_status(source: str, recorded: dict[str, Any] | None) -> WatcherStatus:
+    """A watcher as its row says (``status/watchers``); ``not running`` when it was not heard from for
+    SILENT_SECONDS, or never: no triggerer runs it."""
+    if recorded is None:
+        return WatcherStatus(source, NOT_RUNNING, None, None, None, None, 0, None)
+    silent = recorded["silent_seconds"] >= SILENT_SECONDS
+    return WatcherStatus(
+        source,
+        NOT_RUNNING if silent else recorded["state"],
+        recorded["since"],
+        recorded["error"],
+        recorded["retry_at"] if recorded["state"] == WATCHER_FAILING and not silent else None,
+        recorded["woken_at"],
+        recorded["wakes"],
+        recorded["checked_at"],
+    )
+
+
 def health(
     settings: SyncSettings,
     lag_seconds: float | None,
     open_errors: int,
     oldest_pending_seconds: float | None,
     last_run: RunSummary | None,
+    watchers: Sequence[WatcherStatus] = (),
+    schedule: str = SYNC_SCHEDULE,
+    now: datetime | None = None,
 ) -> tuple[str, tuple[str, ...]]:
-    """An object's health by the registry's thresholds, and the reasons it is not healthy."""
+    """An object's health by the registry's thresholds, and the reasons it is not healthy. A watcher that
+    fails or does not run makes it late: it syncs on ``schedule`` alone."""
     failing, late = [], []
     lag = (lag_seconds or 0) / 60
     if lag >= settings.lag_failing_minutes:
@@ -272,6 +318,18 @@ def health(
         failing.append(
             f"its last {last_run.direction} run {last_run.status}: {last_run.message or 'no message'}"
         )
+    now = now or datetime.now(UTC)
+    for watcher in watchers:
+        what, fallback = WATCHED.get(watcher.source, watcher.source), f"syncing on {_schedule(schedule)}"
+        if watcher.state == WATCHER_FAILING:
+            error = watcher.error or "no error recorded"
+            late.append(f"{what} failing since {_clock(watcher.since, now)} ({error}): {fallback}")
+        elif watcher.state == NOT_RUNNING:
+            heard = f"since {_clock(watcher.checked_at, now)}" if watcher.checked_at else "yet"
+            late.append(
+                f"{what} not watched: no word from the triggerer {heard} (is it running, and the DAG"
+                f" unpaused?): {fallback}"
+            )
     return (FAILING if failing else LATE if late else HEALTHY), tuple(failing + late)
 
 
@@ -300,6 +358,16 @@ def prometheus(objects: Iterable[ObjectStatus], org: OrgStatus) -> str:
     for name, about, values in gauges:
         lines += [f"# HELP {name} {about}", f"# TYPE {name} gauge"]
         lines += [f'{name}{{object="{_label(s)}"}} {_number(v)}' for s, v in values if v is not None]
+    name = "sfsync_watcher_following"
+    lines += [
+        f"# HELP {name} 1 while the event watcher follows its source; 0 while it fails or does not run.",
+        f"# TYPE {name} gauge",
+    ]
+    lines += [
+        f'{name}{{object="{_label(o.sobject)}",source="{_label(w.source)}"}} {_number(w.state == FOLLOWING)}'
+        for o in objects
+        for w in o.watchers
+    ]
     for name, about, value in (
         (
             "sfsync_org_api_requests_used",
@@ -340,13 +408,19 @@ def _statuses(
         statement("status/objects"),
         {"objects": list(by_name), "full_load_timeout": FULL_LOAD_TIMEOUT},
     ).fetchall()
+    recorded: dict[tuple[str, str], dict[str, Any]] = {}
+    if watched := [entry.sobject for entry in entries if entry.events]:
+        with conn.cursor(row_factory=dict_row) as cursor:
+            for found in cursor.execute(statement("status/watchers"), {"objects": watched}):
+                recorded[found["sobject"], found["source"]] = found
     statuses = []
     for row in rows:
         (sobject, run_id, direction, run_status, started, finished, message, last_success, lag, rows_in,
          rows_out, calls, backlog, oldest, open_errors, load_run, done, total, load_rows) = row  # fmt: skip
         entry = by_name[sobject]
         last_run = RunSummary(run_id, direction, run_status, started, finished, message) if run_id else None
-        verdict, reasons = health(settings, lag, open_errors, oldest, last_run)
+        watchers = tuple(watcher_status(s, recorded.get((sobject, s))) for s in sources(entry))
+        verdict, reasons = health(settings, lag, open_errors, oldest, last_run, watchers, entry.schedule)
         load = FullLoadProgress(load_run, done, total, load_rows) if load_run else None
         statuses.append(
             ObjectStatus(
@@ -366,9 +440,25 @@ def _statuses(
                 open_errors,
                 load,
                 calls,
+                watchers,
             )  # fmt: skip
         )
     return statuses
+
+
+def _schedule(schedule: str) -> str:
+    """A schedule in words: ``*/5 * * * *`` is "the 5-minute schedule"."""
+    if every := re.fullmatch(r"\*/(\d+) \* \* \* \*", schedule):
+        return f"the {every[1]}-minute schedule"
+    return f"its schedule ({schedule})"
+
+
+def _clock(at: datetime | None, now: datetime) -> str:
+    """A time of day in UTC, with its date when that is not today."""
+    if at is None:
+        return "an unknown time"
+    at = at.astimezone(UTC)
+    return at.strftime("%H:%M UTC" if at.date() == now.astimezone(UTC).date() else "%Y-%m-%d %H:%M UTC")
 
 
 def _minutes(minutes: float) -> str:
