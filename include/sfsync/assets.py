@@ -14,6 +14,7 @@ from sfsync.events import (
     outbox_channel,
 )
 from sfsync.registry import SyncObject, SyncSettings
+from sfsync.watchers import CHANGE_EVENTS, WAREHOUSE_EDITS
 
 
 def table_asset(entry: SyncObject) -> Asset:
@@ -31,11 +32,14 @@ def wake_assets(entry: SyncObject, settings: SyncSettings) -> list[Asset]:
     if not entry.events:
         return []
     debounce = settings.events_debounce_seconds
-    changes = SalesforceChangeEventTrigger(SALESFORCE_EVENTS_CONN_ID, entry.sobject, debounce)
-    wakes = [_watched(f"salesforce{change_event_channel(entry.sobject)}", entry, "change_events", changes)]
+    changes = SalesforceChangeEventTrigger(
+        SALESFORCE_EVENTS_CONN_ID, entry.sobject, debounce, WAREHOUSE_CONN_ID
+    )
+    wakes = [_watched(f"salesforce{change_event_channel(entry.sobject)}", entry, CHANGE_EVENTS, changes)]
     if entry.direction == "bidirectional":
-        edits = WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, outbox_channel(entry.table), debounce)
-        wakes.append(_watched(f"sfsync.outbox.{entry.table}", entry, "warehouse_edits", edits))
+        channel = outbox_channel(entry.table)
+        edits = WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, debounce, entry.sobject)
+        wakes.append(_watched(f"sfsync.outbox.{entry.table}", entry, WAREHOUSE_EDITS, edits))
     return wakes
 
 

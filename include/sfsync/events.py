@@ -9,18 +9,22 @@ a missed, late or repeated wake costs latency, never correctness, and the schedu
 
 Triggers are rebuilt from their ``serialize()`` kwargs, which are also their identity: connection ids, never
 credentials. A watcher whose ``run()`` ended would be started again within a second, so failures are retried
-here, with a growing delay, and logged with their cause.
+here, with a growing delay, and logged with their cause. Each watcher also records its state in the
+warehouse (``watchers``: following or failing and why, its wakes, a heartbeat) for the status page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from sfsync.watchers import CHANGE_EVENTS, WAREHOUSE_EDITS, Record, redact, secrets_of
 
 if TYPE_CHECKING:
     from sfsync.streaming import ChangeEvent, Gap, Session
@@ -66,14 +70,29 @@ class _Watcher(BaseEventTrigger):
 
     KWARGS: tuple[str, ...] = ()
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()  # what neither the log nor the warehouse may show
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{__name__}.{type(self).__name__}", {name: getattr(self, name) for name in self.KWARGS}
 
+    @asynccontextmanager
+    async def _recorded(self, conn_id: str, sobject: str, source: str) -> AsyncIterator[Record]:
+        """The watcher's ``Record``, written to the warehouse of ``conn_id`` while the block runs."""
+        record = Record(conn_id, sobject, source, self.log, self._secrets)
+        keeping = asyncio.create_task(record.keep())
+        try:
+            yield record
+        finally:
+            keeping.cancel()
+            await asyncio.gather(keeping, return_exceptions=True)
+
     async def _retried(
-        self, source: Callable[[bool], AsyncIterator[T]], what: str
+        self, source: Callable[[bool], AsyncIterator[T]], what: str, record: Record
     ) -> AsyncGenerator[T, None]:
         """The items of ``source(again)`` for ever: opened again (``again`` True) after any failure, once a
-        delay doubling from RETRY_SECONDS to RETRY_CAP_SECONDS has passed, the cause logged."""
+        delay doubling from RETRY_SECONDS to RETRY_CAP_SECONDS has passed, the cause logged and recorded."""
         failures, again = 0, False
         while True:
             started = time.monotonic()
@@ -82,40 +101,48 @@ class _Watcher(BaseEventTrigger):
                     yield item
                 error = "the source ended"
             except Exception as failure:  # anything: the schedule still syncs, and the watcher goes on
-                error = f"{type(failure).__name__}: {failure}"
+                error = redact(f"{type(failure).__name__}: {failure}", self._secrets)
             failures = 1 if time.monotonic() - started > HEALTHY_SECONDS else failures + 1
             delay = min(RETRY_SECONDS * 2 ** (failures - 1), RETRY_CAP_SECONDS)
             self.log.warning("%s failed (%s); trying again in %.1f s", what, error, delay)
+            record.failing(error, delay)
             await asyncio.sleep(delay)
             again = True
 
 
 class WarehouseNotifyTrigger(_Watcher):
     """One event per burst of warehouse edits to a bidirectional table (its capture's notifications on
-    ``channel``), and one after the listening connection came back (edits may have come meanwhile)."""
+    ``channel``), and one after the listening connection came back (edits may have come meanwhile).
+    ``sobject`` names the object in its record."""
 
-    KWARGS = ("conn_id", "channel", "debounce")
+    KWARGS = ("conn_id", "channel", "debounce", "sobject")
 
-    def __init__(self, conn_id: str, channel: str, debounce: float) -> None:
+    def __init__(self, conn_id: str, channel: str, debounce: float, sobject: str) -> None:
         super().__init__()
-        self.conn_id, self.channel, self.debounce = conn_id, channel, debounce
+        self.conn_id, self.channel, self.debounce, self.sobject = conn_id, channel, debounce, sobject
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        source = self._retried(self._notifications, f"listening on {self.channel}")
-        async with aclosing(bursts(source, self.debounce)) as wakes:
-            async for burst in wakes:
-                notified = sum(item != _RECONNECTED for item in burst)
-                yield TriggerEvent({"channel": self.channel, "notifications": notified})
+        async with self._recorded(self.conn_id, self.sobject, WAREHOUSE_EDITS) as record:
+            listening = functools.partial(self._notifications, record)
+            source = self._retried(listening, f"listening on {self.channel}", record)
+            async with aclosing(bursts(source, self.debounce)) as wakes:
+                async for burst in wakes:
+                    notified = sum(item != _RECONNECTED for item in burst)
+                    record.woken()
+                    yield TriggerEvent({"channel": self.channel, "notifications": notified})
 
-    async def _notifications(self, again: bool) -> AsyncIterator[str]:
+    async def _notifications(self, record: Record, again: bool) -> AsyncIterator[str]:
         import psycopg
         from psycopg import sql
 
         from sfsync import warehouse
 
         args = KEEPALIVES | await asyncio.to_thread(warehouse.connect_args, self.conn_id)
+        if args.get("password"):
+            self._secrets.add(str(args["password"]))
         async with await psycopg.AsyncConnection.connect(**args | {"autocommit": True}) as conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            record.following()
             if again:
                 # Postgres keeps no notification for a connection that is not listening.
                 self.log.info("Listening on %s again: waking the DAG for what came meanwhile", self.channel)
@@ -126,13 +153,15 @@ class WarehouseNotifyTrigger(_Watcher):
 
 class SalesforceChangeEventTrigger(_Watcher):
     """One event per burst of Salesforce change events of ``sobject`` (Change Data Capture), from the replay
-    id the last wake covered; events the sync's own write-back caused wake nothing."""
+    id the last wake covered; events the sync's own write-back caused wake nothing. Its record goes to the
+    warehouse of ``warehouse_conn_id``."""
 
-    KWARGS = ("conn_id", "sobject", "debounce")
+    KWARGS = ("conn_id", "sobject", "debounce", "warehouse_conn_id")
 
-    def __init__(self, conn_id: str, sobject: str, debounce: float) -> None:
+    def __init__(self, conn_id: str, sobject: str, debounce: float, warehouse_conn_id: str) -> None:
         super().__init__()
         self.conn_id, self.sobject, self.debounce = conn_id, sobject, debounce
+        self.warehouse_conn_id = warehouse_conn_id
         self._user_id: str | None = None
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -141,20 +170,23 @@ class SalesforceChangeEventTrigger(_Watcher):
         store = getattr(self, "asset_state_store", None)  # injected by the triggerer
         stored = await store.aget(REPLAY_KEY) if store is not None else None
         channel = change_event_channel(self.sobject)
-        stream = ChangeStream(self._login, channel, stored if isinstance(stored, int) else NEW_EVENTS)
-        source = self._retried(lambda again: stream.events(), f"following {channel}")
-        async with aclosing(bursts(source, self.debounce)) as wakes:
-            async for burst in wakes:
-                theirs = [item for item in burst if not self._own(item)]
-                for item in theirs:
-                    if not isinstance(item, ChangeEvent):
-                        self.log.warning("Waking the DAG: %s", item.reason)
-                if theirs:
-                    yield TriggerEvent({"channel": channel, "changes": len(theirs)})
-                # Only once the wake is out: a triggerer that stops before replays these events on its start.
-                replayed = [item.replay_id for item in burst if isinstance(item, ChangeEvent)]
-                if replayed and store is not None:
-                    await store.aset(REPLAY_KEY, replayed[-1])
+        replay_id = stored if isinstance(stored, int) else NEW_EVENTS
+        async with self._recorded(self.warehouse_conn_id, self.sobject, CHANGE_EVENTS) as record:
+            stream = ChangeStream(self._login, channel, replay_id, subscribed=record.following)
+            source = self._retried(lambda again: stream.events(), f"following {channel}", record)
+            async with aclosing(bursts(source, self.debounce)) as wakes:
+                async for burst in wakes:
+                    theirs = [item for item in burst if not self._own(item)]
+                    for item in theirs:
+                        if not isinstance(item, ChangeEvent):
+                            self.log.warning("Waking the DAG: %s", item.reason)
+                    if theirs:
+                        record.woken()
+                        yield TriggerEvent({"channel": channel, "changes": len(theirs)})
+                    # Only once the wake is out: a triggerer that stops first replays them when it starts.
+                    replayed = [item.replay_id for item in burst if isinstance(item, ChangeEvent)]
+                    if replayed and store is not None:
+                        await store.aset(REPLAY_KEY, replayed[-1])
 
     def _own(self, item: ChangeEvent | Gap) -> bool:
         """Whether the sync's own write-back made this change, which the same run's pull reads anyway.
@@ -173,7 +205,10 @@ class SalesforceChangeEventTrigger(_Watcher):
         from sfsync.salesforce import Salesforce
         from sfsync.streaming import session_from
 
-        session = await asyncio.to_thread(lambda: session_from(Salesforce(_defined_or_sync(self.conn_id))))
+        conn_id = await asyncio.to_thread(_defined_or_sync, self.conn_id)
+        self._secrets.update(await asyncio.to_thread(secrets_of, conn_id))  # a failed login's words too
+        session = await asyncio.to_thread(lambda: session_from(Salesforce(conn_id)))
+        self._secrets.add(session.token)
         self._user_id = session.user_id
         return session
 

@@ -121,12 +121,20 @@ class _HandshakeAgain(Exception):
 
 
 class ChangeStream:
-    """The events of ``channel`` from ``replay_id`` on, for sessions that ``login`` gives."""
+    """The events of ``channel`` from ``replay_id`` on, for sessions that ``login`` gives; ``subscribed`` is
+    called whenever Salesforce accepted the subscription (the stream follows the channel from then on)."""
 
-    def __init__(self, login: Callable[[], Awaitable[Session]], channel: str, replay_id: int = NEW_EVENTS):
+    def __init__(
+        self,
+        login: Callable[[], Awaitable[Session]],
+        channel: str,
+        replay_id: int = NEW_EVENTS,
+        subscribed: Callable[[], None] | None = None,
+    ):
         self.channel = channel
         self.replay_id = replay_id  # the last event received (or where to start)
         self._login = login
+        self._subscribed = subscribed
         self._session: Session | None = None
         self._connected = False  # a /meta/connect succeeded since the last handshake
         self._proven = False  # ... since the last login
@@ -162,7 +170,10 @@ class ChangeStream:
             self._connected = False
             try:
                 client_id = await self._handshake(http, url)
-                if (gap := await self._subscribe(http, url, client_id)) is not None:
+                gap = await self._subscribe(http, url, client_id)
+                if self._subscribed is not None:
+                    self._subscribed()
+                if gap is not None:
                     yield gap
                 async for event in self._poll(http, url, client_id):
                     yield event

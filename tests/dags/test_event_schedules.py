@@ -16,6 +16,7 @@ from sfsync.defaults import SALESFORCE_EVENTS_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.events import change_event_channel
 from sfsync.factory import build_sync_dag
 from sfsync.registry import SyncObject, SyncSettings, load_registry
+from sfsync.watchers import sources
 
 SETTINGS = SyncSettings(events_debounce_seconds=1.5)
 
@@ -26,6 +27,12 @@ def watchers(dag):
     return {asset.name: asset.watchers[0].trigger for asset in assets}
 
 
+def watcher_names(dag) -> set[str]:
+    condition = dag.timetable.asset_condition
+    assets = condition.objects if isinstance(condition, AssetAny) else [condition]
+    return {watcher.name for asset in assets for watcher in asset.watchers}
+
+
 def test_a_bidirectional_object_wakes_on_change_events_or_warehouse_edits():
     dag = build_sync_dag(SyncObject(sobject="Lead", direction="bidirectional", events=True), SETTINGS)
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
@@ -34,13 +41,31 @@ def test_a_bidirectional_object_wakes_on_change_events_or_warehouse_edits():
     assert set(triggers) == {"salesforce/data/LeadChangeEvent", "sfsync.outbox.lead"}
     assert triggers["salesforce/data/LeadChangeEvent"].serialize() == (
         "sfsync.events.SalesforceChangeEventTrigger",
-        {"conn_id": SALESFORCE_EVENTS_CONN_ID, "sobject": "Lead", "debounce": 1.5},
+        {
+            "conn_id": SALESFORCE_EVENTS_CONN_ID,
+            "sobject": "Lead",
+            "debounce": 1.5,
+            "warehouse_conn_id": WAREHOUSE_CONN_ID,
+        },
     )
     assert triggers["sfsync.outbox.lead"].serialize() == (
         "sfsync.events.WarehouseNotifyTrigger",
-        {"conn_id": WAREHOUSE_CONN_ID, "channel": "sfsync_outbox_lead", "debounce": 1.5},
+        {"conn_id": WAREHOUSE_CONN_ID, "channel": "sfsync_outbox_lead", "debounce": 1.5, "sobject": "Lead"},
     )
     assert dag.max_active_runs == 1, "wakes during a run coalesce into the next one"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        SyncObject(sobject="Lead", direction="bidirectional", events=True),
+        SyncObject(sobject="Invoice__c", direction="inbound", events=True),
+    ],
+    ids=lambda e: e.dag_id,
+)
+def test_the_status_page_expects_the_watchers_the_dag_has(entry):
+    dag = build_sync_dag(entry, SETTINGS)
+    assert watcher_names(dag) == {f"{entry.table}_{source}" for source in sources(entry)}
 
 
 def test_an_inbound_object_wakes_on_change_events_only_and_without_events_on_its_cron_alone():
@@ -59,7 +84,9 @@ def test_the_watchers_triggers_rebuild_from_what_they_serialize(entry):
         module, _, name = classpath.rpartition(".")  # as the triggerer imports it
         rebuilt = getattr(importlib.import_module(module), name)(**kwargs)
         assert type(rebuilt) is type(trigger) and rebuilt.serialize() == (classpath, kwargs)
-        assert set(kwargs) <= {"conn_id", "channel", "sobject", "debounce"}, "ids, never credentials"
+        assert set(kwargs) <= {"conn_id", "channel", "sobject", "debounce", "warehouse_conn_id"}, (
+            "ids, never credentials"
+        )
     # The scheduler gets the watchers as the DAG processor serializes them.
     again = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     assert type(again.timetable).__name__ == "AssetOrTimeSchedule"

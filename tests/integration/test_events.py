@@ -1,27 +1,34 @@
 """The watchers' triggers, driven as the triggerer drives them (``async for event in trigger.run()``): the
-NOTIFY trigger against the warehouse, the change-event trigger against a local org's Streaming API."""
+NOTIFY trigger against the warehouse, the change-event trigger against a local org's Streaming API; and what
+they record of themselves in the warehouse, as the status page reads it."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
+import re
 import sqlite3
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from airflow.triggers.base import BaseEventTrigger
+from psycopg.rows import dict_row
 from simple_salesforce import Salesforce
 
 from localorg.datadir import DB_FILE
 from localorg.testing import RunningOrg, changed_org_file, running_org, sample_lead, view_all
-from sfsync import events, load, migrations, streaming, tables
+from sfsync import events, load, migrations, status, streaming, tables, watchers
 from sfsync.columns import Column
 from sfsync.defaults import SALESFORCE_CONN_ID, SALESFORCE_EVENTS_CONN_ID, WAREHOUSE_CONN_ID
 from sfsync.events import REPLAY_KEY, SalesforceChangeEventTrigger, WarehouseNotifyTrigger
+from sfsync.registry import DEFAULT_REGISTRY, load_registry
+from sfsync.watchers import CHANGE_EVENTS, WAREHOUSE_EDITS
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +115,7 @@ def test_warehouse_edits_wake_once_a_burst_and_the_syncs_own_writes_not_at_all(c
     channel = events.outbox_channel("lead")
 
     async def scenario() -> None:
-        watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE))
+        watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE, "Lead"))
         await listening(conn, channel)
         await asyncio.to_thread(three_edits, conn)
         assert await watching.next() == {"channel": channel, "notifications": 3}
@@ -152,7 +159,7 @@ def test_a_dropped_listener_reconnects_and_wakes_once(conn, monkeypatch, capfd):
     channel = events.outbox_channel("lead")
 
     async def scenario() -> None:
-        watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE))
+        watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE, "Lead"))
         pid = await listening(conn, channel)
         await asyncio.to_thread(edit, conn, f"SELECT pg_terminate_backend({pid})")
         # Edits while nobody listens are never notified: the listener wakes the DAG once it is back.
@@ -167,6 +174,78 @@ def test_a_dropped_listener_reconnects_and_wakes_once(conn, monkeypatch, capfd):
     logged = "".join(capfd.readouterr())  # the trigger's log, as Airflow writes it
     assert f"listening on {channel} failed (OperationalError: " in logged
     assert f"Listening on {channel} again" in logged
+
+
+# -- what the watchers record -----------------------------------------------------------------------
+
+
+def recorded(url: str, source: str) -> dict[str, Any] | None:
+    """Lead's watcher of ``source``, as it last recorded itself."""
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute(
+            "SELECT * FROM sfsync.watchers WHERE sobject = 'Lead' AND source = %s", [source]
+        ).fetchone()
+
+
+async def until(url: str, source: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The watcher's row, once ``check`` holds for it."""
+    deadline = time.monotonic() + 20
+    while (row := await asyncio.to_thread(recorded, url, source)) is None or not check(row):
+        assert time.monotonic() < deadline, row
+        await asyncio.sleep(0.05)
+    return row
+
+
+def lead_status(url: str) -> status.ObjectStatus:
+    """Lead's status by the demo registry (where Lead has events)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return status.object_status(conn, load_registry(DEFAULT_REGISTRY), "Lead")
+
+
+TRIGGERER_SILENT = (
+    r"warehouse edits not watched: no word from the triggerer since (\d{4}-\d\d-\d\d )?\d\d:\d\d UTC"
+    r" \(is it running, and the DAG unpaused\?\): syncing on the 5-minute schedule"
+)
+
+
+def test_a_lost_listener_is_recorded_failing_then_following_again(conn, warehouse_url, monkeypatch):
+    monkeypatch.setattr(events, "RETRY_SECONDS", 1.0)  # time enough to see it failing
+    monkeypatch.setattr(watchers, "HEARTBEAT_SECONDS", 0.3)
+    channel = events.outbox_channel("lead")
+
+    async def scenario() -> None:
+        watching = Watching(WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, DEBOUNCE, "Lead"))
+        pid = await listening(conn, channel)
+        first = await until(warehouse_url, WAREHOUSE_EDITS, lambda r: r["state"] == "following")
+        assert (first["error"], first["retry_at"], first["woken_at"], first["wakes"]) == (None, None, None, 0)
+        beat = await until(warehouse_url, WAREHOUSE_EDITS, lambda r: r["checked_at"] > first["checked_at"])
+        assert beat["since"] == first["since"], "a heartbeat, not a new state"
+
+        await asyncio.to_thread(edit, conn, f"SELECT pg_terminate_backend({pid})")
+        failing = await until(warehouse_url, WAREHOUSE_EDITS, lambda r: r["state"] == "failing")
+        assert failing["error"].startswith("OperationalError: "), failing["error"]
+        assert failing["since"] > first["since"] and failing["retry_at"] > failing["since"]
+
+        assert await watching.next() == {"channel": channel, "notifications": 0}  # listening again
+        again = await until(warehouse_url, WAREHOUSE_EDITS, lambda r: r["wakes"] == 1)
+        assert (again["state"], again["retry_at"]) == ("following", None)
+        assert again["since"] > failing["since"] and again["woken_at"] >= again["since"]
+        assert again["error"] == failing["error"], "the last error stays, for the page"
+        await watching.stop()
+
+    asyncio.run(scenario())
+    edits = {w.source: w for w in lead_status(warehouse_url).watchers}[WAREHOUSE_EDITS]
+    assert (edits.state, edits.wakes, edits.retry_at) == ("following", 1, None)
+    with psycopg.connect(warehouse_url, autocommit=True) as c:  # the triggerer stopped 4 minutes ago
+        c.execute("UPDATE sfsync.watchers SET checked_at = checked_at - interval '4 minutes'")
+    lead = lead_status(warehouse_url)
+    assert [(w.source, w.state) for w in lead.watchers] == [
+        (CHANGE_EVENTS, status.NOT_RUNNING),  # never heard from
+        (WAREHOUSE_EDITS, status.NOT_RUNNING),
+    ]
+    assert lead.health == status.LATE
+    assert lead.reasons[0].startswith("Salesforce change events not watched: no word from the triggerer yet")
+    assert re.fullmatch(TRIGGERER_SILENT, lead.reasons[1]), lead.reasons[1]
 
 
 # -- Salesforce change events ---------------------------------------------------------------------
@@ -210,7 +289,7 @@ def watch_leads(org: RunningOrg, store: StateStore) -> Watching:
     """The trigger of Lead's change events; with nothing stored, from the org's latest event, so a change
     made while it subscribes is replayed to it (-1 would read only what comes after its subscription)."""
     store.values.setdefault(REPLAY_KEY, latest_replay_id(org))
-    trigger = SalesforceChangeEventTrigger(SALESFORCE_CONN_ID, "Lead", DEBOUNCE)
+    trigger = SalesforceChangeEventTrigger(SALESFORCE_CONN_ID, "Lead", DEBOUNCE, WAREHOUSE_CONN_ID)
     trigger.asset_state_store = store  # type: ignore[attr-defined]  # as the triggerer injects it
     return Watching(trigger)
 
@@ -255,7 +334,9 @@ def test_a_subscriber_with_view_all_wakes_the_dag_for_an_integration_user_withou
         async def scenario() -> None:
             store = StateStore()
             store.values[REPLAY_KEY] = latest_replay_id(default_org)
-            trigger = SalesforceChangeEventTrigger(SALESFORCE_EVENTS_CONN_ID, "Lead", DEBOUNCE)
+            trigger = SalesforceChangeEventTrigger(
+                SALESFORCE_EVENTS_CONN_ID, "Lead", DEBOUNCE, WAREHOUSE_CONN_ID
+            )
             trigger.asset_state_store = store  # type: ignore[attr-defined]  # as the triggerer injects it
             watching = Watching(trigger)
             await asyncio.to_thread(create_lead, default_org, "integration")  # as the push writes
@@ -311,6 +392,87 @@ def test_a_replay_id_salesforce_no_longer_keeps_wakes_at_once_then_new_events(or
     logged = "".join(capfd.readouterr())
     assert "Salesforce no longer has replay id 1000000000: reading new events only" in logged
     assert store.values[REPLAY_KEY] == latest_replay_id(org)
+
+
+def test_a_watcher_wakes_its_dag_while_it_cannot_record_its_state(org, unused_port, monkeypatch, capfd):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MARKETING_WAREHOUSE", f"postgres://sync@127.0.0.1:{unused_port}/warehouse"
+    )
+
+    async def scenario() -> None:
+        watching = watch_leads(org, StateStore())
+        await woken(org, watching)
+        await watching.stop()
+
+    asyncio.run(scenario())
+    logged = "".join(capfd.readouterr())
+    assert "Could not record the watcher's state in the warehouse (OperationalError: " in logged
+
+
+def test_a_refused_subscription_is_recorded_and_the_object_late_until_a_watcher_follows(
+    tmp_path, monkeypatch, warehouse_url
+):
+    """The default org's integration user has no View All on Lead: Salesforce refuses it Lead's change events,
+    which the watcher records in words and the status page shows; a watcher subscribing as the admin
+    (``salesforce_events``) follows them, and records its wake."""
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        migrations.migrate(conn)
+    with running_org(tmp_path / "org", streaming_timeout_ms=2000) as default_org:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(default_org.ca_file))
+        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_DEFAULT", default_org.airflow_conn_json("integration"))
+        store = StateStore()
+        create_lead(default_org)  # a first change event to replay from
+        store.values[REPLAY_KEY] = latest_replay_id(default_org)
+
+        async def refused() -> dict[str, Any]:
+            trigger = SalesforceChangeEventTrigger(SALESFORCE_CONN_ID, "Lead", DEBOUNCE, WAREHOUSE_CONN_ID)
+            trigger.asset_state_store = store  # type: ignore[attr-defined]  # as the triggerer injects it
+            watching = Watching(trigger)
+            row = await until(warehouse_url, CHANGE_EVENTS, lambda r: r["state"] == "failing")
+            await watching.stop()
+            return row
+
+        failing = asyncio.run(refused())
+        assert failing["error"] == (
+            "StreamingError: Salesforce refused the subscription to /data/LeadChangeEvent: 403::Forbidden"
+            " (the subscribing user (salesforce_events, else salesforce_default) needs View All on the object"
+            " (or View All Data))"
+        )
+        assert failing["retry_at"] > failing["since"]
+        password = json.loads(default_org.airflow_conn_json("integration"))["password"]
+        assert password not in failing["error"]
+        lead = lead_status(warehouse_url)
+        changes = {w.source: w for w in lead.watchers}[CHANGE_EVENTS]
+        assert (changes.state, changes.error) == ("failing", failing["error"])
+        assert lead.health == status.LATE
+        since = failing["since"].astimezone(dt.UTC).strftime("%H:%M UTC")
+        assert (
+            f"Salesforce change events failing since {since} ({failing['error']}): syncing on the 5-minute"
+            " schedule" in lead.reasons
+        ), lead.reasons
+
+        monkeypatch.setenv("AIRFLOW_CONN_SALESFORCE_EVENTS", default_org.airflow_conn_json("admin"))
+
+        async def following() -> dict[str, Any]:
+            trigger = SalesforceChangeEventTrigger(
+                SALESFORCE_EVENTS_CONN_ID, "Lead", DEBOUNCE, WAREHOUSE_CONN_ID
+            )
+            trigger.asset_state_store = store  # type: ignore[attr-defined]
+            watching = Watching(trigger)
+            followed = await until(warehouse_url, CHANGE_EVENTS, lambda r: r["state"] == "following")
+            assert followed["since"] > failing["since"] and followed["woken_at"] is None
+            await asyncio.to_thread(create_lead, default_org, "admin")
+            assert (await watching.next())["changes"] == 1
+            row = await until(warehouse_url, CHANGE_EVENTS, lambda r: r["wakes"] == 1)
+            assert row["woken_at"] >= followed["since"] and row["since"] == followed["since"]
+            await watching.stop()
+            return row
+
+        woke = asyncio.run(following())
+    lead = lead_status(warehouse_url)
+    changes = {w.source: w for w in lead.watchers}[CHANGE_EVENTS]
+    assert (changes.state, changes.wakes, changes.woken_at) == ("following", 1, woke["woken_at"])
+    assert not any(reason.startswith("Salesforce change events") for reason in lead.reasons), lead.reasons
 
 
 def test_a_forgotten_client_handshakes_again_and_an_invalid_session_logs_in_again(org, monkeypatch):
