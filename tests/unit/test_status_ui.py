@@ -45,12 +45,18 @@ class AuthManager:
         return f"/auth/login?next={kwargs['next_url']}"
 
 
+REFUSED = status.WatcherStatus(
+    source="change_events", state="failing", since=NOW, error="<b>403::Forbidden</b>",
+    retry_at=NOW + dt.timedelta(minutes=5), woken_at=None, wakes=0, checked_at=NOW,
+)  # fmt: skip
+
+
 def object_status(entry) -> status.ObjectStatus:
     return status.ObjectStatus(
         sobject=entry.sobject, table=entry.table, direction=entry.direction, dag_id=entry.dag_id,
         health="failing", reasons=("1 open error",), last_run=None, last_success_at=None, lag_seconds=42.0,
         rows_in_24h=1234, rows_out_24h=5, backlog=2, oldest_pending_seconds=90.0, open_errors=1,
-        full_load=None,
+        full_load=None, watchers=(REFUSED,) if entry.sobject == "Lead" else (),
     )  # fmt: skip
 
 
@@ -185,3 +191,16 @@ def test_values_from_salesforce_are_escaped(served):
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "Retry now" in page and "Dismiss" in page, "a transient error waiting on backoff can be retried"
     assert 'data-k="rows_in_24h">1,234<' in page
+
+
+def test_event_watchers_show_on_the_overview_the_object_page_and_in_the_json(served):
+    client = served(AuthManager({"sf_sync__lead", "sf_sync__account"}))
+    overview = client.get("/sfsync/").text
+    assert 'data-source="change_events">change events: failing</span>' in overview
+    assert "schedule only" in overview, "an object without events"
+    page = client.get("/sfsync/objects/Lead").text
+    assert 'data-k="watcher_error">&lt;b&gt;403::Forbidden&lt;/b&gt;<' in page and "<b>403" not in page
+    assert "Event watchers" not in client.get("/sfsync/objects/Account").text
+    (lead,) = [o for o in client.get("/sfsync/api/overview").json()["objects"] if o["sobject"] == "Lead"]
+    assert lead["watchers"] == [status.to_json(REFUSED)]
+    assert lead["watchers"][0]["retry_at"] == REFUSED.retry_at.isoformat()

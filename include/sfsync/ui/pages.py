@@ -38,6 +38,9 @@ STATES = {  # sfsync.sync_runs.status -> (the state in words, colour)
     "reconciling": ("running", "info"),
 }
 HEALTH = {"healthy": "ok", "late": "warn", "failing": "bad"}
+WATCHER_STATES = {"following": "ok", "failing": "warn", status.NOT_RUNNING: "warn"}
+#: Short names of what each event watcher follows.
+SOURCES = {"change_events": "change events", "warehouse_edits": "warehouse edits"}
 IN, OUT = "#2563eb", "#9333ea"
 
 CSS = """
@@ -254,6 +257,20 @@ def _table(ident: str, head: str, rows: Sequence[str], empty: str) -> str:
     return f'<div class="scroll">{table}</div>'
 
 
+def _watcher_badge(w: status.WatcherStatus) -> str:
+    return (
+        f'<span class="badge {WATCHER_STATES.get(w.state, "info")}" data-k="watcher"'
+        f' data-source="{_e(w.source)}">{_e(SOURCES.get(w.source, w.source))}: {_e(w.state)}</span>'
+    )
+
+
+def _events(o: status.ObjectStatus) -> str:
+    """Each watcher's state; why one fails is among the health's reasons."""
+    if not o.watchers:
+        return '<span class="muted">schedule only</span>'
+    return "".join(f"<div>{_watcher_badge(w)}</div>" for w in o.watchers)
+
+
 def _object_row(ctx: Context, o: status.ObjectStatus, schedule: Schedule | None, may_sync: bool) -> str:
     now = dt.datetime.now(dt.UTC)
     link = f"{ctx.prefix}/objects/{quote(o.sobject)}"
@@ -271,7 +288,8 @@ def _object_row(ctx: Context, o: status.ObjectStatus, schedule: Schedule | None,
         f'<td class="n" data-k="api_calls_24h">{_n(o.api_calls_24h)}</td>'
         f'<td class="n"><span data-k="backlog">{_n(o.backlog)}</span>{oldest}</td>'
         f'<td class="n" data-k="open_errors">{errors}</td>'
-        f"<td>{_full_load(o.full_load)}</td><td>{_next(schedule, now)}</td><td>{sync}</td></tr>"
+        f"<td>{_full_load(o.full_load)}</td><td>{_events(o)}</td><td>{_next(schedule, now)}</td>"
+        f"<td>{sync}</td></tr>"
     )
 
 
@@ -292,7 +310,8 @@ def overview(
     rows = [_object_row(ctx, o, schedules.get(o.dag_id), o.dag_id in can_sync) for o in objects]
     head = _head(
         "Object", "Health", "Direction", "Last run", "Last success", "Lag#", "Rows in 24 h#",
-        "Rows out 24 h#", "API calls 24 h#", "Backlog#", "Open errors#", "Full load", "Next run", "",
+        "Rows out 24 h#", "API calls 24 h#", "Backlog#", "Open errors#", "Full load", "Events", "Next run",
+        "",
     )  # fmt: skip
     body = (
         f'{title}<p class="sub">{len(objects)} objects{_e(summary)} · as of {now:%H:%M:%S} UTC</p>'
@@ -422,6 +441,17 @@ def _error_row(ctx: Context, err: status.ErrorRow, api: str, back: str, may_edit
     )
 
 
+def _watcher_row(w: status.WatcherStatus, now: dt.datetime) -> str:
+    retry = _when(w.retry_at, now) if w.retry_at else '<span class="muted">–</span>'
+    return (
+        f'<tr data-source="{_e(w.source)}"><td>{_e(SOURCES.get(w.source, w.source))}</td>'
+        f"<td>{_watcher_badge(w)}</td><td>{_when(w.since, now)}</td>"
+        f'<td class="msg" data-k="watcher_error">{_e(w.error or "–")}</td><td>{retry}</td>'
+        f'<td>{_when(w.woken_at, now)}</td><td class="n" data-k="wakes">{_n(w.wakes)}</td>'
+        f"<td>{_when(w.checked_at, now)}</td></tr>"
+    )
+
+
 def _conflict_row(c: status.ConflictRow, now: dt.datetime) -> str:
     return (
         f'<tr><td>{_when(c.decided_at, now)}</td><td class="n">{c.row_id}</td>'
@@ -477,11 +507,18 @@ def detail(
         "Decided", "Row#", "Salesforce Id", "Field", "Warehouse value", "Salesforce value", "Winner", "Why"
     )
     sync = _button(ctx, f"{api}/sync", "Sync now", may_sync, back, True)
+    watchers = ""
+    if o.watchers:
+        watcher_head = _head(
+            "Source", "State", "Since", "Last error", "Next try", "Last wake", "Wakes#", "Last heard"
+        )
+        watcher_rows = [_watcher_row(w, now) for w in o.watchers]
+        watchers = f"<h2>Event watchers</h2>{_table('watcher-table', watcher_head, watcher_rows, '')}"
     body = (
         f'<p class="sub"><a href="{_e(ctx.prefix)}/">← All objects</a></p>'
         f'<h1>{_e(o.sobject)} <span class="muted">· {_e(o.direction)}</span></h1>'
         f'<p class="sub"><code>{_e(o.dag_id)}</code> → <code>salesforce.{_e(o.table)}</code> {sync}</p>'
-        f'<div class="cards">{_cards(o, schedule, now)}</div>'
+        f'<div class="cards">{_cards(o, schedule, now)}</div>{watchers}'
         f'<h2>Activity <span class="tabs">{tabs}</span></h2><div class="charts">{charts}</div>'
         f'<h2 id="errors">Open errors ({len(d.errors)})</h2>'
         f"{_table('error-table', error_head, errors, 'No open errors.')}"
