@@ -196,7 +196,7 @@ def test_values_from_salesforce_are_escaped(served):
 def test_event_watchers_show_on_the_overview_the_object_page_and_in_the_json(served):
     client = served(AuthManager({"sf_sync__lead", "sf_sync__account"}))
     overview = client.get("/sfsync/").text
-    assert 'data-source="change_events">change events: failing</span>' in overview
+    assert 'data-source="change_events">Salesforce: failing</span>' in overview
     assert "schedule only" in overview, "an object without events"
     page = client.get("/sfsync/objects/Lead").text
     assert 'data-k="watcher_error">&lt;b&gt;403::Forbidden&lt;/b&gt;<' in page and "<b>403" not in page

@@ -39,8 +39,8 @@ STATES = {  # sfsync.sync_runs.status -> (the state in words, colour)
 }
 HEALTH = {"healthy": "ok", "late": "warn", "failing": "bad"}
 WATCHER_STATES = {"following": "ok", "failing": "warn", status.NOT_RUNNING: "warn"}
-#: Short names of what each event watcher follows.
-SOURCES = {"change_events": "change events", "warehouse_edits": "warehouse edits"}
+#: Where each event watcher's wakes come from, in a word (the overview's column is narrow).
+SOURCES = {"change_events": "Salesforce", "warehouse_edits": "warehouse"}
 IN, OUT = "#2563eb", "#9333ea"
 
 CSS = """
@@ -257,10 +257,11 @@ def _table(ident: str, head: str, rows: Sequence[str], empty: str) -> str:
     return f'<div class="scroll">{table}</div>'
 
 
-def _watcher_badge(w: status.WatcherStatus) -> str:
+def _watcher_badge(w: status.WatcherStatus, named: bool = True) -> str:
+    label = f"{SOURCES.get(w.source, w.source)}: {w.state}" if named else w.state
     return (
         f'<span class="badge {WATCHER_STATES.get(w.state, "info")}" data-k="watcher"'
-        f' data-source="{_e(w.source)}">{_e(SOURCES.get(w.source, w.source))}: {_e(w.state)}</span>'
+        f' data-source="{_e(w.source)}">{_e(label)}</span>'
     )
 
 
@@ -268,7 +269,7 @@ def _events(o: status.ObjectStatus) -> str:
     """Each watcher's state; why one fails is among the health's reasons."""
     if not o.watchers:
         return '<span class="muted">schedule only</span>'
-    return "".join(f"<div>{_watcher_badge(w)}</div>" for w in o.watchers)
+    return "".join(f'<div class="nowrap">{_watcher_badge(w)}</div>' for w in o.watchers)
 
 
 def _object_row(ctx: Context, o: status.ObjectStatus, schedule: Schedule | None, may_sync: bool) -> str:
@@ -444,8 +445,8 @@ def _error_row(ctx: Context, err: status.ErrorRow, api: str, back: str, may_edit
 def _watcher_row(w: status.WatcherStatus, now: dt.datetime) -> str:
     retry = _when(w.retry_at, now) if w.retry_at else '<span class="muted">–</span>'
     return (
-        f'<tr data-source="{_e(w.source)}"><td>{_e(SOURCES.get(w.source, w.source))}</td>'
-        f"<td>{_watcher_badge(w)}</td><td>{_when(w.since, now)}</td>"
+        f'<tr data-source="{_e(w.source)}"><td>{_e(status.WATCHED.get(w.source, w.source))}</td>'
+        f"<td>{_watcher_badge(w, named=False)}</td><td>{_when(w.since, now)}</td>"
         f'<td class="msg" data-k="watcher_error">{_e(w.error or "–")}</td><td>{retry}</td>'
         f'<td>{_when(w.woken_at, now)}</td><td class="n" data-k="wakes">{_n(w.wakes)}</td>'
         f"<td>{_when(w.checked_at, now)}</td></tr>"
