@@ -1,10 +1,11 @@
 """The "Salesforce sync" page in a real ``airflow api-server``: run history made by real syncs against a
-local org (one push refused by Salesforce through the org's fault rules), then its API with real logins and
-permissions, and the page in headless Chromium inside the Airflow UI. Screenshots go to
-``.sfsync/test/artifacts/``."""
+local org (one push refused by Salesforce through the org's fault rules) and Lead's change-event watcher,
+which Salesforce refuses, then its API with real logins and permissions, and the page in headless Chromium
+inside the Airflow UI. Screenshots go to ``.sfsync/test/artifacts/``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -172,6 +173,31 @@ def served(dagbag, postgres_server, tmp_path_factory) -> Iterator[Served]:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+def _refused_change_events(served: Served) -> str:
+    """Run Lead's change-event watcher as the triggerer does until it has recorded that Salesforce refuses
+    it Lead's events (the integration user has no View All on Lead); its error, as recorded."""
+    from sfsync.defaults import SALESFORCE_CONN_ID, WAREHOUSE_CONN_ID
+    from sfsync.events import SalesforceChangeEventTrigger
+
+    served.fetch("DELETE FROM sfsync.watchers RETURNING sobject")
+    query = "SELECT error FROM sfsync.watchers WHERE sobject = 'Lead' AND state = 'failing'"
+
+    async def run() -> str:
+        trigger = SalesforceChangeEventTrigger(SALESFORCE_CONN_ID, "Lead", 1.0, WAREHOUSE_CONN_ID)
+        watching = asyncio.ensure_future(anext(trigger.run()))  # no event comes
+        try:
+            deadline = time.monotonic() + 30
+            while not (rows := await asyncio.to_thread(served.fetch, query)):
+                assert time.monotonic() < deadline and not watching.done(), "no failure recorded"
+                await asyncio.sleep(0.1)
+            return str(rows[0][0])
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+
+    return asyncio.run(run())
+
+
 def _expected(served: Served, sobject: str) -> dict[str, int]:
     """The numbers the page must show for ``sobject``, read from the warehouse by hand."""
     ((rows_in, rows_out, calls),) = served.fetch(
@@ -218,6 +244,7 @@ def test_a_viewer_sees_the_numbers_and_cannot_act(served):
 
 
 def test_the_json_equals_the_warehouse_and_metrics_parse(served):
+    refused = _refused_change_events(served)
     answer = served.get("/sfsync/api/overview", "admin").json()
     objects = {o["sobject"]: o for o in answer["objects"]}
     for sobject in ("Lead", "Campaign"):
@@ -234,6 +261,10 @@ def test_the_json_equals_the_warehouse_and_metrics_parse(served):
             dag["is_paused"],
         ), "the next scheduled run is Airflow's"
     assert objects["Lead"]["open_errors"] == 1 and objects["Lead"]["rows_out_24h"] >= 1
+    watchers = {w["source"]: w for w in objects["Lead"]["watchers"]}
+    assert (watchers["change_events"]["state"], watchers["change_events"]["error"]) == ("failing", refused)
+    assert "403::Forbidden" in refused and watchers["warehouse_edits"]["state"] == "not running"
+    assert objects["Campaign"]["watchers"] == [], "Campaign has no events"
     ((used, limit),) = served.fetch("SELECT used, max FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1")
     assert (answer["org"]["used"], answer["org"]["limit"]) == (used, limit)
     assert served.get("/sfsync/api/org", "admin").json()["used"] == used
@@ -254,6 +285,7 @@ def test_the_json_equals_the_warehouse_and_metrics_parse(served):
     assert lines and all(sample.match(line) for line in lines), metrics.text
     for value in [line.rsplit(" ", 1)[1] for line in lines]:
         float(value)
+    assert 'sfsync_watcher_following{object="Lead",source="change_events"} 0.0' in lines
     for text in (metrics.text, json.dumps(answer), json.dumps(detail)):
         assert not any(secret in text for secret in served.secrets)
 
@@ -265,6 +297,7 @@ def test_the_page_in_the_airflow_ui(served):
 
     assert Path(CHROMIUM).exists(), "make test installs Debian's chromium when it is missing"
     expected = {s: _expected(served, s) for s in ("Lead", "Campaign")}
+    refused = _refused_change_events(served)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -284,6 +317,12 @@ def test_the_page_in_the_airflow_ui(served):
             expect(frame.locator("tr[data-sobject='Lead'] [data-k='health']")).to_have_text(
                 re.compile("healthy|late|failing")
             )
+            changes = frame.locator("tr[data-sobject='Lead'] [data-k='watcher'][data-source='change_events']")
+            expect(changes).to_have_text("Salesforce: failing")
+            why = re.escape(f"({refused}): syncing on the 5-minute schedule")
+            expect(frame.locator("tr[data-sobject='Lead'] td:has([data-k='health']) .why")).to_have_text(
+                re.compile(rf"Salesforce change events failing since [\d: -]+ UTC {why}")
+            )
             ((used,),) = served.fetch("SELECT used FROM sfsync.api_usage ORDER BY seen_at DESC LIMIT 1")
             expect(frame.locator("[data-k='api_used']")).to_have_text(f"{used:,}")
             page.screenshot(path=ARTIFACTS / "status-overview.png", full_page=True)
@@ -296,6 +335,8 @@ def test_the_page_in_the_airflow_ui(served):
             expect(error.locator("[data-k='status_code']")).to_have_text("UNABLE_TO_LOCK_ROW")
             ((sfid,),) = served.fetch("SELECT sfid FROM sfsync.sync_errors")
             expect(error.locator("[data-k='sfid']")).to_have_text(sfid)
+            watcher = frame.locator("#watcher-table tr[data-source='change_events']")
+            expect(watcher.locator("[data-k='watcher_error']")).to_have_text(refused)
             page.screenshot(path=ARTIFACTS / "status-lead.png", full_page=True)
             html = frame.locator("html").inner_html()
             assert not any(secret in html for secret in served.secrets)
