@@ -206,7 +206,7 @@ class SalesforceChangeEventTrigger(_Watcher):
         from sfsync.streaming import session_from
 
         conn_id = await asyncio.to_thread(_defined_or_sync, self.conn_id)
-        self._secrets.update(await asyncio.to_thread(secrets_of, conn_id))  # a failed login's words too
+        self._secrets.update(await asyncio.to_thread(secrets_of, conn_id))  # before: a failed login's too
         session = await asyncio.to_thread(lambda: session_from(Salesforce(conn_id)))
         self._secrets.add(session.token)
         self._user_id = session.user_id
