@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench soak requirements clean chromium
+.PHONY: install run test test-fast lint bench latency soak requirements clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/localorg_query.py
 	$(BIN)/python bench/localorg_bulk.py
 	$(BIN)/python bench/status_page.py
+
+# Change-to-other-side latency in airflow standalone, with change events and with the schedule alone (~40 min).
+latency: $(STAMP)
+	$(BIN)/python bench/latency.py $(LATENCY_ARGS)
 
 # Many sync cycles under org activity, faults and killed tasks, then a field-by-field check (bench/soak.py).
 soak: $(STAMP)
