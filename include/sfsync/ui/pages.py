@@ -75,6 +75,7 @@ tbody tr:hover { background: var(--soft); }
 .bad { color: var(--bad); background: var(--bad-bg); }
 .info { color: var(--info); background: var(--info-bg); }
 .why { color: var(--muted); font-size: 12px; margin-top: 2px; max-width: 220px; }
+.why.brief { display: -webkit-box; -webkit-line-clamp: 4; -webkit-box-orient: vertical; overflow: hidden; }
 .muted { color: var(--muted); } .nowrap { white-space: nowrap; }
 .bar { height: 6px; background: var(--line); border-radius: 3px; overflow: hidden; width: 110px;
   margin-top: 4px; }
@@ -175,8 +176,11 @@ def _run_state(run: status.RunSummary | None, now: dt.datetime) -> str:
     )
 
 
-def _health(o: status.ObjectStatus) -> str:
-    why = f'<div class="why">{_e("; ".join(o.reasons))}</div>' if o.reasons else ""
+def _health(o: status.ObjectStatus, brief: bool = False) -> str:
+    """The health badge and its reasons; ``brief``: their first lines, all of them on hover (a refusal in
+    Salesforce's words would make an overview row as tall as the screen)."""
+    reasons, kind = _e("; ".join(o.reasons)), "why brief" if brief else "why"
+    why = f'<div class="{kind}" title="{reasons}">{reasons}</div>' if o.reasons else ""
     return f'<span class="badge {HEALTH.get(o.health, "info")}" data-k="health">{_e(o.health)}</span>{why}'
 
 
@@ -281,7 +285,7 @@ def _object_row(ctx: Context, o: status.ObjectStatus, schedule: Schedule | None,
     return (
         f'<tr data-sobject="{_e(o.sobject)}">'
         f'<td><a href="{_e(link)}"><b>{_e(o.sobject)}</b></a><div class="why">{_e(o.table)}</div></td>'
-        f"<td>{_health(o)}</td><td>{_e(o.direction)}</td><td>{_run_state(o.last_run, now)}</td>"
+        f"<td>{_health(o, brief=True)}</td><td>{_e(o.direction)}</td><td>{_run_state(o.last_run, now)}</td>"
         f"<td>{_when(o.last_success_at, now)}</td>"
         f'<td class="n" data-k="lag">{span(o.lag_seconds)}</td>'
         f'<td class="n" data-k="rows_in_24h">{_n(o.rows_in_24h)}</td>'
