@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import ssl
 import sys
 import time
@@ -229,6 +230,9 @@ def _populate(args: argparse.Namespace, definition: OrgDef) -> None:
         return
     from .activity import Activity
 
+    # SIGINT is how it is told to stop (Ctrl-C, the soak, the demo), even when started from a shell's
+    # background job, which ignores SIGINT for all it starts.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         counts = Activity(org, args.seed).run(args.rate, args.duration)
     except KeyboardInterrupt:

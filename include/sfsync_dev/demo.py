@@ -90,6 +90,7 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def main() -> int:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it, even from a background job
     warehouse = EmbeddedWarehouse(port=int(os.environ.get("SFSYNC_WAREHOUSE_PORT", WAREHOUSE_PORT))).start()
     print(f"warehouse: {warehouse.url()}", flush=True)
     env = airflow_environment()
