@@ -665,7 +665,10 @@ def soak(args: argparse.Namespace, root: Path) -> Findings:
         finally:
             editor.stop.set()
             activity.send_signal(signal.SIGINT)
-            activity.wait(30)
+            try:
+                activity.wait(30)
+            finally:
+                activity.kill()  # once it has stopped, a no-op; otherwise it must not outlive the soak
             faults.disarm()
         editor.join()
         tasks.kill_rate = 0.0
