@@ -14,7 +14,7 @@ from sfsync.events import (
     outbox_channel,
 )
 from sfsync.registry import SyncObject, SyncSettings
-from sfsync.watchers import CHANGE_EVENTS, WAREHOUSE_EDITS
+from sfsync.watchers import CHANGE_EVENTS, WAREHOUSE_EDITS, sources
 
 
 def table_asset(entry: SyncObject) -> Asset:
@@ -29,14 +29,15 @@ def table_asset(entry: SyncObject) -> Asset:
 def wake_assets(entry: SyncObject, settings: SyncSettings) -> list[Asset]:
     """The Assets that wake an object's DAG: its Salesforce change events, and for a bidirectional object
     its warehouse edits (none without ``events``). Their events carry no data: the run reads the changes."""
-    if not entry.events:
+    watched = sources(entry)
+    if not watched:
         return []
     debounce = settings.events_debounce_seconds
     changes = SalesforceChangeEventTrigger(
         SALESFORCE_EVENTS_CONN_ID, entry.sobject, debounce, WAREHOUSE_CONN_ID
     )
     wakes = [_watched(f"salesforce{change_event_channel(entry.sobject)}", entry, CHANGE_EVENTS, changes)]
-    if entry.direction == "bidirectional":
+    if WAREHOUSE_EDITS in watched:
         channel = outbox_channel(entry.table)
         edits = WarehouseNotifyTrigger(WAREHOUSE_CONN_ID, channel, debounce, entry.sobject)
         wakes.append(_watched(f"sfsync.outbox.{entry.table}", entry, WAREHOUSE_EDITS, edits))

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from sfsync.watchers import CHANGE_EVENTS, WAREHOUSE_EDITS, Record, redact, secrets_of
+from sfsync.watchers import CHANGE_EVENTS, WAREHOUSE_EDITS, Record, connect, redact, secrets_of
 
 if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
     from sfsync.streaming import ChangeEvent, Gap, Session
 
 T = TypeVar("T")
@@ -41,18 +43,17 @@ KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
 _RECONNECTED = "reconnected"  # the listener is back: edits may have come while nobody listened
 
 
-def _defined_or_sync(conn_id: str) -> str:
-    """``conn_id`` if that connection is defined, else the sync's own (``salesforce_default``)."""
+def _defined_or_sync(conn_id: str) -> Connection:
+    """The connection ``conn_id`` if it is defined, else the sync's own (``salesforce_default``)."""
     from airflow.exceptions import AirflowNotFoundException
     from airflow.sdk import BaseHook
 
     from sfsync.defaults import SALESFORCE_CONN_ID
 
     try:
-        BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        return SALESFORCE_CONN_ID
-    return conn_id
+        return BaseHook.get_connection(SALESFORCE_CONN_ID)
 
 
 def outbox_channel(table: str) -> str:
@@ -132,15 +133,9 @@ class WarehouseNotifyTrigger(_Watcher):
                     yield TriggerEvent({"channel": self.channel, "notifications": notified})
 
     async def _notifications(self, record: Record, again: bool) -> AsyncIterator[str]:
-        import psycopg
         from psycopg import sql
 
-        from sfsync import warehouse
-
-        args = KEEPALIVES | await asyncio.to_thread(warehouse.connect_args, self.conn_id)
-        if args.get("password"):
-            self._secrets.add(str(args["password"]))
-        async with await psycopg.AsyncConnection.connect(**args | {"autocommit": True}) as conn:
+        async with await connect(self.conn_id, self._secrets, **KEEPALIVES) as conn:
             await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             record.following()
             if again:
@@ -205,9 +200,9 @@ class SalesforceChangeEventTrigger(_Watcher):
         from sfsync.salesforce import Salesforce
         from sfsync.streaming import session_from
 
-        conn_id = await asyncio.to_thread(_defined_or_sync, self.conn_id)
-        self._secrets.update(await asyncio.to_thread(secrets_of, conn_id))  # before: a failed login's too
-        session = await asyncio.to_thread(lambda: session_from(Salesforce(conn_id)))
+        conn = await asyncio.to_thread(_defined_or_sync, self.conn_id)
+        self._secrets.update(secrets_of(conn))  # before the login: a failed login's error is redacted too
+        session = await asyncio.to_thread(lambda: session_from(Salesforce(conn.conn_id)))
         self._secrets.add(session.token)
         self._user_id = session.user_id
         return session

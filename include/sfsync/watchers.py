@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import psycopg
+    from airflow.sdk import Connection
 
     from sfsync.registry import SyncObject
 
@@ -64,18 +65,23 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return _BEARER.sub(r"\1 ***", text)
 
 
-def secrets_of(conn_id: str) -> set[str]:
-    """What of an Airflow connection must never be shown: its password and extras named like secrets
-    (blocking: reads the connection)."""
-    from airflow.exceptions import AirflowNotFoundException
-    from airflow.sdk import BaseHook
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException:
-        return set()  # the watcher fails on it, in its own words
+def secrets_of(conn: Connection) -> set[str]:
+    """What of an Airflow connection must never be shown: its password and extras named like secrets."""
     extras = {v for k, v in conn.extra_dejson.items() if isinstance(v, str) and _SECRET_NAME.search(k)}
     return ({conn.password or ""} | extras) - {""}
+
+
+async def connect(conn_id: str, secrets: set[str], **options: Any) -> psycopg.AsyncConnection:
+    """An autocommit asynchronous connection to the warehouse of ``conn_id`` (``options`` where its own
+    settings say nothing); its password, an IAM token maybe, joins ``secrets``."""
+    import psycopg
+
+    from sfsync import warehouse
+
+    args = await asyncio.to_thread(warehouse.connect_args, conn_id)
+    if args.get("password"):
+        secrets.add(str(args["password"]))
+    return await psycopg.AsyncConnection.connect(**options | args | {"autocommit": True})
 
 
 class Record:
@@ -134,15 +140,10 @@ class Record:
             await self._close()
 
     async def _write(self) -> None:
-        import psycopg
-
         from sfsync import warehouse
 
         if self._conn is None:
-            args = await asyncio.to_thread(warehouse.connect_args, self.conn_id)
-            if args.get("password"):
-                self.secrets.add(str(args["password"]))
-            self._conn = await psycopg.AsyncConnection.connect(**args | {"autocommit": True})
+            self._conn = await connect(self.conn_id, self.secrets)
         now, wakes = time.monotonic(), self.wakes
         await self._conn.execute(
             warehouse.statement("state/record_watcher"),
