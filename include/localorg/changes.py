@@ -94,7 +94,7 @@ class ChangeCapture:
     ) -> None:
         """Note a write to a record of ``obj``: the ``values`` it wrote (a new record's whole row) and, for
         an update, the names of the ``fields`` its event reports changed."""
-        if obj.name.lower() in self.entities:
+        if self.enabled(obj):
             txn.changes.append(Change(obj.name, record_id, kind, tuple(fields), values or {}))
 
     def stage_update(
@@ -109,6 +109,8 @@ class ChangeCapture:
         """Note an update of ``values`` (``row``: with the stamps it wrote): a recycle bin move is a DELETE
         or UNDELETE; a user's change moves LastModifiedDate, which its event includes; a system change of
         only left-out fields is none."""
+        if not self.enabled(obj):
+            return
         if "IsDeleted" in values:
             self.stage(txn, obj, record_id, "DELETE" if values["IsDeleted"] else "UNDELETE")
             return

@@ -34,7 +34,7 @@ from .store import Org, User
 from .usage import DELIVERED_EVENTS_LIMIT
 
 CONNECT_TIMEOUT_MS = 110_000  # Salesforce holds an idle /meta/connect this long (its advice.timeout)
-OTHER_WRITERS_SECONDS = 1.0  # how often a held connect looks for events other processes published
+OTHER_WRITERS_SECONDS = 1.0  # how often held connects look for events other processes published
 CLIENT_TIMEOUT_SECONDS = 40.0  # a client that does not reconnect within this is forgotten
 MIN_VERSION = 37
 ALL_CHANGES = "/data/ChangeEvents"
@@ -70,6 +70,7 @@ class Streaming:
         self.timeout_ms = timeout_ms
         self._clients: dict[str, _Client] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._watching: asyncio.Task[None] | None = None  # _watch_other_writers, while connects are held
         org.changes.listen(self._published)
 
     async def respond(self, request: Request, body: bytes) -> Response:
@@ -234,18 +235,23 @@ class Streaming:
         return [*events, {**reply, "successful": True, "advice": advice}]
 
     async def _hold(self, client: _Client, seconds: float) -> None:
-        """Until the client is woken, an event is published by another process on the org's data (the
-        ``activity`` mode, a seeding script: their commits call no listener here), or ``seconds`` pass."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
+        """Until the client is woken or ``seconds`` pass."""
+        if self._watching is None or self._watching.done():
+            self._watching = asyncio.create_task(self._watch_other_writers())
+        try:
+            await asyncio.wait_for(client.woken.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _watch_other_writers(self) -> None:
+        """While connects are held, wake them all when another process published events on the org's data
+        (the ``activity`` mode, a seeding script: their commits call no listener here)."""
         latest = await run_in_threadpool(self.org.changes.latest)
-        while (left := deadline - loop.time()) > 0:
-            try:
-                await asyncio.wait_for(client.woken.wait(), min(left, OTHER_WRITERS_SECONDS))
-                return
-            except TimeoutError:
-                if await run_in_threadpool(self.org.changes.latest) != latest:
-                    return
+        while any(client.holding for client in self._clients.values()):
+            await asyncio.sleep(OTHER_WRITERS_SECONDS)
+            if (now := await run_in_threadpool(self.org.changes.latest)) != latest:
+                latest = now
+                self._wake_all()
 
     def _pending(self, client: _Client) -> list[dict[str, Any]]:
         """The event messages for the client's subscriptions since it last got them, as it may see them."""
